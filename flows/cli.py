@@ -1,0 +1,168 @@
+"""The `rap` command line: run the flow locally (Prefect ephemeral mode) and query the store.
+
+    rap select [--data PATH] [--model DIR] [options]   # infer what is missing, then select
+    rap retune [--run RUN] [--lambda-c 0.3 ...]         # re-select from stored facts only
+    rap query "SELECT * FROM funnel"                    # read-only SQL over the store
+    rap runs                                            # the selection runs so far
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rap_core.settings import Settings, configure_process_env
+
+THRESHOLD_FLAGS = [  # (flag, field, type, help)
+    ("--lambda-c", "lambda_c", float, "CDE: keep x iff D(x) > lambda_c (default 0.5)"),
+    ("--sigma", "sigma", float, "ACE attention scale (default 2.0)"),
+    ("--lambda-a", "lambda_a", float, "ACE threshold on psi (default 0.1)"),
+    ("--ace-min-run", "ace_min_run", int, "ACE: ignore columns with fewer rows (default 4)"),
+    ("--ace-direction", "ace_direction", str, "drop_above (default) or drop_below"),
+    ("--ace-score", "ace_score", str, "product (default) or length_normalised"),
+    ("--drm-k", "drm_k", str, "DRM replacements: an integer or auto (default)"),
+    ("--drm-allow-nonpositive-d", "drm_require_positive_d", None,
+     "DRM: also take replacements with D(x) <= 0"),
+]
+SELECT_FLAGS = [  # (flag, group, field, type, help)
+    ("--data", "data", "path", str, "pool file/folder, or builtin:easy-vqa (default)"),
+    ("--limit", "data", "limit", int, "read at most N rows (default 1000; 0 = all)"),
+    ("--question-key", "data", "question_key", str, "question column (default problem)"),
+    ("--answer-key", "data", "answer_key", str, "answer column (default answer)"),
+    ("--image-key", "data", "image_key", str, "image column (default images)"),
+    ("--image-dir", "data", "image_dir", str, "base folder of relative image paths"),
+    ("--model", "model", "path", str, "local Qwen2-VL/Qwen2.5-VL checkpoint folder, or "
+     "builtin:tiny-qwen2-vl (default)"),
+    ("--device", "model", "device", str, "cpu (default), cuda, cuda:N"),
+    ("--dtype", "model", "dtype", str, "float32 (default), bfloat16, float16"),
+    ("--system-prompt", "model", "system_prompt", str, "system turn for every prompt"),
+    ("--m", "rollout", "m", int, "responses per sample and condition (default 5)"),
+    ("--temperature", "rollout", "temperature", float, "sampling temperature (default 1.0)"),
+    ("--top-p", "rollout", "top_p", float, "nucleus sampling (default 0.99)"),
+    ("--max-new-tokens", "rollout", "max_new_tokens", int, "response length cap (default 64)"),
+    ("--seed", "rollout", "seed", int, "sampling seed (default 0)"),
+    ("--head-reduce", "ace", "head_reduce", str, "ACE: mean (default) or max over heads"),
+    ("--ace-response", "ace", "response", str, "ACE: first_correct (default) or first"),
+]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    for flag, field, typ, text in THRESHOLD_FLAGS:
+        if typ is None:
+            p.add_argument(flag, dest=field, action="store_false", default=None, help=text)
+        else:
+            p.add_argument(flag, dest=field, type=typ, help=text)
+    p.add_argument("--no-export", dest="export", action="store_false", default=True,
+                   help="do not write the EasyR1 Parquet export")
+    p.add_argument("--no-track", dest="track", action="store_false", default=True,
+                   help="do not log the run to MLflow")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rap", description="RAP data selection for "
+                                     "multimodal reasoning (CDE -> ACE -> DRM).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    select = sub.add_parser("select", help="infer what is missing, then select")
+    for flag, group, field, typ, text in SELECT_FLAGS:
+        select.add_argument(flag, dest=f"{group}.{field}", type=typ, help=text)
+    select.add_argument("--shard-size", type=int, help="samples per inference task (256)")
+    select.add_argument("--batch-size", type=int, help="samples per model call (8)")
+    _add_common(select)
+    retune = sub.add_parser("retune", help="re-select from stored facts, no model call")
+    retune.add_argument("--run", dest="base_run", help="run to retune (default: latest)")
+    _add_common(retune)
+    query = sub.add_parser("query", help="run read-only SQL over the store")
+    query.add_argument("sql", help="the SQL statement")
+    query.add_argument("--max-rows", type=int, default=50)
+    sub.add_parser("runs", help="list selection runs")
+    return parser
+
+
+def params_from_args(args: argparse.Namespace):
+    """Only the flags given override the defaults."""
+    from rap_core.params import RapParams
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    nested: dict = {"mode": args.command, "thresholds": {}}
+    for key, value in given.items():
+        if "." in key:
+            group, field = key.split(".")
+            nested.setdefault(group, {})[field] = value
+        elif key in {f for _, f, _, _ in THRESHOLD_FLAGS}:
+            nested["thresholds"][key] = value
+        elif key not in {"command"}:
+            nested[key] = value
+    if nested["thresholds"].get("drm_k", "auto") != "auto":
+        nested["thresholds"]["drm_k"] = int(nested["thresholds"]["drm_k"])
+    if nested.get("data", {}).get("limit") == 0:
+        nested["data"]["limit"] = None
+    return RapParams.model_validate(nested)
+
+
+def format_summary(summary: dict, settings: Settings) -> str:
+    """The funnel, the reasons, and where everything went."""
+    f = summary["funnel"]
+    lines = [f"RAP {summary['mode']} run {summary['run_id']}",
+             f"  pool rows   {f['pool_rows']:>8}   (errors {f['errors']}, "
+             f"duplicates {f['duplicates']})",
+             f"  after CDE   {f['after_cde']:>8}",
+             f"  after ACE   {f['after_ace']:>8}",
+             f"  after DRM   {f['after_drm']:>8}   <- selected",
+             "  by state / stage / reason:"]
+    lines += [f"    {r['state']:<9}{r['stage']:<12}{r['reason']:<28}{r['n']:>8}"
+              for r in summary["reasons"]]
+    lines += [f"  samples inferred {summary['samples_inferred']}, "
+              f"found stored {summary['samples_stored']}",
+              f"  DuckDB      {summary['duckdb_path']}",
+              f"  MLflow run  {summary['mlflow_run_id'] or '(not tracked)'}  "
+              f"[{settings.mlflow_tracking_uri}]",
+              f"  export      {summary['export_path'] or '(none)'}"]
+    return "\n".join(lines)
+
+
+def run_query(settings: Settings, statement: str, max_rows: int) -> str:
+    import polars as pl
+
+    from rap_core.store import open_store
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        frame = store.con.sql(statement).pl()
+    with pl.Config(tbl_rows=max_rows, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
+        return str(frame)
+
+
+RUNS_SQL = ("SELECT r.run_id, r.mode, r.n_rows, f.after_cde, f.after_ace, f.after_drm, "
+            "r.lambda_c, r.sigma, r.lambda_a, r.drm_k, r.created_at FROM selection_runs r "
+            "JOIN funnel f USING (run_id) ORDER BY r.created_at")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure_process_env(settings.data_dir)
+    from pydantic import ValidationError
+
+    from rap_core.hf_loading import ModelLoadError
+    from rap_core.readers import PoolReadError
+    from rap_core.store import StoreError
+    try:
+        if args.command == "query":
+            print(run_query(settings, args.sql, args.max_rows))
+        elif args.command == "runs":
+            print(run_query(settings, RUNS_SQL, 1000))
+        else:
+            params = params_from_args(args)
+            from flows.rap import rap
+            print(format_summary(rap(params), settings))
+    except (ValidationError, PoolReadError, ModelLoadError, StoreError) as exc:
+        print(f"rap: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        import duckdb
+        if isinstance(exc, duckdb.Error):
+            print(f"rap: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

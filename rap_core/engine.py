@@ -1,0 +1,112 @@
+"""The inference engine interface, and one engine per process.
+
+An engine does two things: sample M responses per prompt (with or without the images) and
+teacher-force one response to reduce the final layer's attention to column log-sums. A faster
+engine (vLLM, SGLang) only has to implement these two methods.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from rap_core.params import RolloutSettings
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """One sample as the engine sees it."""
+
+    sample_id: str
+    question: str
+    image_paths: tuple[str, ...]
+    response_ids: tuple[int, ...] = field(default=())  # set for the attention pass
+
+
+@dataclass(frozen=True)
+class Response:
+    text: str
+    token_ids: tuple[int, ...]
+
+
+class SampleError(Exception):
+    """A sample this engine cannot process (e.g. prompt too long); code is snake_case."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class EngineConfigError(RuntimeError):
+    """The engine itself is misconfigured: fail the run, do not blame samples."""
+
+
+class Engine(Protocol):
+    def generate(self, items: list[PromptItem], with_images: bool,
+                 rollout: RolloutSettings) -> list[list[Response] | SampleError]:
+        """M sampled responses per item, or a SampleError for that item."""
+
+    def attention_column_log_sums(self, items: list[PromptItem],
+                                  head_reduce: str) -> list[np.ndarray | SampleError]:
+        """Per response column j: sum over rows i >= j of log A[i, j] (final layer)."""
+
+
+EngineLoader = Callable[[str, str, str, str | None], Engine]
+_LOADERS: dict[str, EngineLoader] = {}
+
+
+def register_engine(prefix: str, loader: EngineLoader) -> None:
+    """Route model paths starting with prefix to loader (e.g. a faster engine)."""
+    _LOADERS[prefix] = loader
+    load_engine.cache_clear()
+
+
+def is_registered(path: str) -> bool:
+    """Whether path is routed to a registered (non-transformers) engine."""
+    return any(path.startswith(prefix) for prefix in _LOADERS)
+
+
+def _hf_loader(path: str, device: str, dtype: str, system_prompt: str | None) -> Engine:
+    from rap_core.hf_engine import HFEngine
+    return HFEngine(path, device, dtype, system_prompt)
+
+
+@functools.lru_cache(maxsize=1)
+def load_engine(path: str, device: str, dtype: str, system_prompt: str | None) -> Engine:
+    """Load once per process; tasks pass identifiers, never model objects."""
+    for prefix, loader in _LOADERS.items():
+        if path.startswith(prefix):
+            return loader(path, device, dtype, system_prompt)
+    return _hf_loader(path, device, dtype, system_prompt)
+
+
+def run_isolated(items: list, batch_size: int, call: Callable[[list], list]) -> list:
+    """Call in batches; when a batch raises, retry its items one by one so one bad
+    sample costs only itself. Returns one result or SampleError per item."""
+    out = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start:start + batch_size]
+        try:
+            out.extend(call(batch))
+        except EngineConfigError:
+            raise
+        except Exception:
+            out.extend(_one_by_one(batch, call))
+    return out
+
+
+def _one_by_one(batch: list, call: Callable[[list], list]) -> list:
+    results = []
+    for item in batch:
+        try:
+            results.extend(call([item]))
+        except EngineConfigError:
+            raise
+        except SampleError as exc:
+            results.append(exc)
+        except Exception as exc:  # recorded per sample, the run goes on
+            results.append(SampleError("inference_failed", f"{type(exc).__name__}: {exc}"))
+    return results

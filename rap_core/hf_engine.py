@@ -1,0 +1,142 @@
+"""The transformers engine: batched sampling and the final-layer attention pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rap_core.ace import column_log_sums, reduce_heads
+from rap_core.engine import EngineConfigError, PromptItem, Response, SampleError
+from rap_core.hf_loading import load_model_and_processor
+from rap_core.keys import short_hash
+from rap_core.params import RolloutSettings
+from rap_core.prompts import build_messages
+
+
+def _load_images(paths: tuple[str, ...]):
+    from PIL import Image
+    images = []
+    for p in paths:
+        with Image.open(p) as img:
+            images.append(img.convert("RGB"))
+    return images
+
+
+class HFEngine:
+    """Qwen2-VL family through transformers; eager text attention, sdpa vision."""
+
+    def __init__(self, model_dir: str, device: str, dtype: str, system_prompt: str | None):
+        self.model, self.processor = load_model_and_processor(Path(model_dir), device, dtype)
+        self.device = device
+        self.system_prompt = system_prompt
+        self.tokenizer = self.processor.tokenizer
+        self.image_token_id = self.model.config.image_token_id
+        self.context = self.model.config.get_text_config().max_position_embeddings
+        cfg = self.model.config
+        self.vision_tokens = [t for t in (cfg.image_token_id, cfg.video_token_id,
+                                          getattr(cfg, "vision_start_token_id", None),
+                                          getattr(cfg, "vision_end_token_id", None)) if t is not None]
+
+    def _encode(self, items: list[PromptItem], with_images: bool):
+        prompts = [self.processor.apply_chat_template(
+            build_messages(it.question, len(it.image_paths), with_images, self.system_prompt),
+            add_generation_prompt=True, tokenize=False) for it in items]
+        images = [im for it in items for im in _load_images(it.image_paths)] if with_images else None
+        inputs = self.processor(text=prompts, images=images or None, padding=True,
+                                return_tensors="pt")
+        if images:
+            self._assert_images_carried(inputs, items)
+        return inputs.to(self.device)
+
+    def _assert_images_carried(self, inputs, items: list[PromptItem]) -> None:
+        """A processor that silently drops images would make CDE meaningless."""
+        n_tokens = (inputs["input_ids"] == self.image_token_id).sum(1)
+        need = torch.tensor([len(it.image_paths) for it in items])
+        if "pixel_values" not in inputs or bool((n_tokens <= need).any()):
+            raise EngineConfigError("multimodal inputs carry no pixel values / image tokens: "
+                                    "the checkpoint's processor is not an image processor")
+
+    def _prompt_lengths(self, inputs) -> list[int]:
+        return inputs["attention_mask"].sum(1).tolist()
+
+    def generate(self, items, with_images: bool, rollout: RolloutSettings):
+        inputs = self._encode(items, with_images)
+        lengths = self._prompt_lengths(inputs)
+        too_long = [n + rollout.max_new_tokens > self.context for n in lengths]
+        if any(too_long):
+            return self._split_too_long(items, too_long, lengths, with_images, rollout)
+        torch.manual_seed(int(short_hash(rollout.seed, with_images,
+                                         [it.sample_id for it in items]), 16) % 2**63)
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs, do_sample=rollout.temperature > 0, temperature=rollout.temperature,
+                top_p=rollout.top_p, max_new_tokens=rollout.max_new_tokens,
+                num_return_sequences=rollout.m, suppress_tokens=self.vision_tokens)
+        new = out[:, inputs["input_ids"].shape[1]:].cpu()
+        responses = [self._response(row) for row in new]
+        return [responses[i * rollout.m:(i + 1) * rollout.m] for i in range(len(items))]
+
+    def _split_too_long(self, items, too_long, lengths, with_images, rollout):
+        ok = [it for it, bad in zip(items, too_long) if not bad]
+        done = iter(self.generate(ok, with_images, rollout) if ok else [])
+        return [SampleError("prompt_too_long", f"prompt of {n} tokens + max_new_tokens "
+                            f"{rollout.max_new_tokens} exceeds the context of {self.context}")
+                if bad else next(done) for bad, n in zip(too_long, lengths)]
+
+    def _response(self, row: torch.Tensor) -> Response:
+        ids = row.tolist()
+        eos = self.tokenizer.eos_token_id
+        if eos in ids:
+            ids = ids[:ids.index(eos) + 1]
+        ids = [t for t in ids if t != self.tokenizer.pad_token_id]
+        return Response(self.tokenizer.decode(ids, skip_special_tokens=True), tuple(ids))
+
+    def attention_column_log_sums(self, items, head_reduce: str):
+        for it in items:
+            if self.image_token_id in it.response_ids or not it.response_ids:
+                raise SampleError("bad_response", "response to teacher-force is empty or "
+                                  "contains image tokens")
+        inputs = self._encode(items, with_images=True)
+        spans = self._append_responses(inputs, items)
+        maps = self._final_layer_attention(inputs)
+        return [column_log_sums(reduce_heads(maps[b], head_reduce)[s:e, s:e]).astype(np.float64)
+                for b, (s, e) in enumerate(spans)]
+
+    def _append_responses(self, inputs, items) -> list[tuple[int, int]]:
+        """Turn left-padded prompts into left-padded prompt + response sequences, in place;
+        returns each response's (start, end) column span."""
+        lengths = self._prompt_lengths(inputs)
+        width = max(n + len(it.response_ids) for n, it in zip(lengths, items))
+        columns = ["input_ids", "attention_mask"] + (
+            ["mm_token_type_ids"] if "mm_token_type_ids" in inputs else [])
+        fresh = {k: torch.zeros((len(items), width), dtype=inputs[k].dtype) for k in columns}
+        fresh["input_ids"].fill_(self.tokenizer.pad_token_id)
+        spans = []
+        for b, (n, it) in enumerate(zip(lengths, items)):
+            start = width - n - len(it.response_ids)
+            response = torch.tensor(it.response_ids)
+            for k in columns:
+                fresh[k][b, start:start + n] = inputs[k][b, -n:].cpu()
+            fresh["input_ids"][b, start + n:] = response
+            fresh["attention_mask"][b, start + n:] = 1
+            spans.append((start + n, width))
+        for k in columns:
+            inputs[k] = fresh[k].to(self.device)
+        return spans
+
+    def _final_layer_attention(self, inputs) -> torch.Tensor:
+        """Only the last decoder layer's weights are kept (a hook), never all layers."""
+        kept = {}
+        layer = self.model.get_decoder().layers[-1].self_attn
+        hook = layer.register_forward_hook(lambda mod, args, out: kept.update(w=out[1]))
+        try:
+            with torch.inference_mode():
+                self.model(**inputs, use_cache=False)
+        finally:
+            hook.remove()
+        if kept.get("w") is None:
+            raise EngineConfigError("final layer returned no attention weights "
+                                    "(text attention must be eager)")
+        return kept["w"].cpu()

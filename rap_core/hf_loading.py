@@ -1,0 +1,67 @@
+"""Loading local Qwen2-VL / Qwen2.5-VL checkpoints without torchvision.
+
+The stock processors of this family require a video processor (which needs torchvision);
+the image-only subclasses below drop that slot so real checkpoints load on a lean install.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+
+
+class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
+    """Qwen2-VL processor with no video processor."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor=image_processor, tokenizer=tokenizer,
+                         video_processor=None, chat_template=chat_template, **kwargs)
+
+
+class Qwen25VLImageOnlyProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL processor with no video processor."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor=image_processor, tokenizer=tokenizer,
+                         video_processor=None, chat_template=chat_template, **kwargs)
+
+
+FAMILIES = {
+    "qwen2_vl": ("Qwen2VLForConditionalGeneration", Qwen2VLImageOnlyProcessor),
+    "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", Qwen25VLImageOnlyProcessor),
+}
+
+
+class ModelLoadError(ValueError):
+    """The model folder cannot be used by this project."""
+
+
+def model_family(model_dir: Path) -> str:
+    """The checkpoint's model_type, checked against the supported families."""
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(f"{model_dir}: no config.json; --model must be a local "
+                             "transformers checkpoint folder")
+    model_type = json.loads(config_path.read_text()).get("model_type", "")
+    if model_type not in FAMILIES:
+        raise ModelLoadError(f"{model_dir}: model_type {model_type!r} is not supported "
+                             f"(supported: {', '.join(sorted(FAMILIES))})")
+    return model_type
+
+
+def load_model_and_processor(model_dir: Path, device: str, dtype: str):
+    """Load a checkpoint with eager text attention (for ACE maps) and sdpa vision."""
+    import torch
+    import transformers
+    family = model_family(model_dir)
+    model_cls_name, processor_cls = FAMILIES[family]
+    model_cls = getattr(transformers, model_cls_name)
+    model = model_cls.from_pretrained(
+        model_dir, dtype=getattr(torch, dtype),
+        attn_implementation={"text_config": "eager", "vision_config": "sdpa"})
+    model.to(device).eval()
+    processor = processor_cls.from_pretrained(model_dir)
+    processor.tokenizer.padding_side = "left"
+    return model, processor

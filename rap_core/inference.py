@@ -1,0 +1,89 @@
+"""One shard of inference: engine calls in batches, results as frames of raw facts.
+
+Rollouts are graded here (the grade is a fact of the rollout key); errors are per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from rap_core.engine import Engine, PromptItem, SampleError, run_isolated
+from rap_core.grading import grade
+from rap_core.params import RolloutSettings
+
+CONDITIONS = {"text_only": ("text", False), "multimodal": ("mm", True)}
+ROLLOUT_SCHEMA = {"sample_id": pl.String, "model_key": pl.String, "settings_key": pl.String,
+                  "condition": pl.String, "rollout_index": pl.Int32, "response": pl.String,
+                  "token_ids": pl.List(pl.Int32), "extracted_answer": pl.String,
+                  "correct": pl.Boolean}
+ATTENTION_SCHEMA = {"sample_id": pl.String, "model_key": pl.String, "ace_key": pl.String,
+                    "rollout_index": pl.Int32, "response_len": pl.Int32,
+                    "col_log_sums": pl.List(pl.Float64)}
+ERROR_SCHEMA = {"sample_id": pl.String, "model_key": pl.String, "fact_key": pl.String,
+                "stage": pl.String, "error_code": pl.String, "error_message": pl.String}
+
+
+@dataclass
+class ShardResult:
+    """Facts from one shard: rows to store, errors to store."""
+
+    facts: pl.DataFrame
+    errors: pl.DataFrame
+
+    @property
+    def n_samples(self) -> int:
+        return self.facts["sample_id"].n_unique() + self.errors.height
+
+
+def _items(shard: pl.DataFrame, with_responses: bool = False) -> list[PromptItem]:
+    return [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]),
+                       tuple(r["token_ids"]) if with_responses else ())
+            for r in shard.iter_rows(named=True)]
+
+
+def _errors(sample_id: str, err: SampleError, model_key: str, fact_key: str, stage: str):
+    return {"sample_id": sample_id, "model_key": model_key, "fact_key": fact_key,
+            "stage": stage, "error_code": err.code, "error_message": str(err)}
+
+
+def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: RolloutSettings,
+                   batch_size: int, model_key: str, settings_key: str) -> ShardResult:
+    """M graded responses per sample under one condition ('text_only' or 'multimodal')."""
+    condition, with_images = CONDITIONS[stage]
+    items = _items(shard)
+    results = run_isolated(items, batch_size,
+                           lambda batch: engine.generate(batch, with_images, rollout))
+    facts, errors = [], []
+    for item, answer, result in zip(items, shard["answer"], results):
+        if isinstance(result, SampleError):
+            errors.append(_errors(item.sample_id, result, model_key, settings_key, stage))
+            continue
+        for index, response in enumerate(result):
+            extracted, correct = grade(answer, response.text)
+            facts.append({"sample_id": item.sample_id, "model_key": model_key,
+                          "settings_key": settings_key, "condition": condition,
+                          "rollout_index": index, "response": response.text,
+                          "token_ids": list(response.token_ids),
+                          "extracted_answer": extracted, "correct": correct})
+    return ShardResult(pl.DataFrame(facts, schema=ROLLOUT_SCHEMA),
+                       pl.DataFrame(errors, schema=ERROR_SCHEMA))
+
+
+def infer_attention(engine: Engine, shard: pl.DataFrame, head_reduce: str, batch_size: int,
+                    model_key: str, ace_key: str) -> ShardResult:
+    """Column log-sums of the final layer's attention over each sample's chosen response."""
+    items = _items(shard, with_responses=True)
+    results = run_isolated(items, batch_size,
+                           lambda batch: engine.attention_column_log_sums(batch, head_reduce))
+    facts, errors = [], []
+    for item, index, result in zip(items, shard["rollout_index"], results):
+        if isinstance(result, SampleError):
+            errors.append(_errors(item.sample_id, result, model_key, ace_key, "attention"))
+            continue
+        facts.append({"sample_id": item.sample_id, "model_key": model_key, "ace_key": ace_key,
+                      "rollout_index": index, "response_len": len(result),
+                      "col_log_sums": [float(x) for x in result]})
+    return ShardResult(pl.DataFrame(facts, schema=ATTENTION_SCHEMA),
+                       pl.DataFrame(errors, schema=ERROR_SCHEMA))

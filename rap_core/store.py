@@ -1,0 +1,99 @@
+"""The DuckDB store: schema, views, and named statements from sql/.
+
+Every statement lives in sql/<kind>/<name>.sql and is run with bound parameters. Writes are
+upserts keyed by each table's primary key, so writing the same facts twice changes nothing.
+DuckDB allows one writing process: open the store for writing only in the process that
+owns it (the flow), briefly, and read-only everywhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SCHEMA_VERSION = "1"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used as asked."""
+
+
+@functools.cache
+def sql(name: str) -> str:
+    """The text of sql/<name>.sql, e.g. sql('queries/missing_rollouts')."""
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def _statements(kind: str) -> list[str]:
+    return [sql(f"{kind}/{p.stem}") for p in sorted((SQL_DIR / kind).glob("*.sql"))]
+
+
+class Store:
+    """One connection to the DuckDB file."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def migrate(self) -> None:
+        """Create tables, macros and views (all idempotent), and check the schema version."""
+        for statement in _statements("schema") + _statements("macros") + _statements("views"):
+            self.con.execute(statement)
+        found = self.con.execute(sql("queries/schema_version")).fetchall()
+        if not found:
+            self.execute("writes/set_meta", key="schema_version", value=SCHEMA_VERSION)
+        elif found[0][0] != SCHEMA_VERSION:
+            raise StoreError(f"store schema version {found[0][0]} is not {SCHEMA_VERSION}; "
+                             "this version of rap cannot use it")
+
+    def query(self, name: str, **params) -> pl.DataFrame:
+        return self.con.sql(sql(name), params=params).pl()
+
+    def execute(self, name: str, **params) -> None:
+        self.con.execute(sql(name), params)
+
+    def upsert(self, table: str, frame: pl.DataFrame) -> int:
+        """Insert-or-replace frame's rows into table; returns the row count."""
+        if frame.is_empty():
+            return 0
+        self.con.register("incoming", frame.to_arrow())
+        try:
+            self.con.execute(sql(f"writes/upsert_{table}"))
+        finally:
+            self.con.unregister("incoming")
+        return frame.height
+
+    @contextmanager
+    def transaction(self):
+        """All writes inside commit together or not at all."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+
+@contextmanager
+def open_store(path: Path, read_only: bool = False):
+    """Open the store; writers migrate it first."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise StoreError(f"no store at {path}: run `rap select` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from exc
+    try:
+        store = Store(con)
+        if not read_only:
+            store.migrate()
+        yield store
+    finally:
+        con.close()

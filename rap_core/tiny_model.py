@@ -1,0 +1,108 @@
+"""The embedded default model: a tiny Qwen2-VL built from a config, fully offline.
+
+Tokenizer (byte-level BPE trained on easy-VQA text), image processor and weights are all
+built in code from a fixed seed, so the same version always gives the same files. The model
+is random-init: it exercises the whole pipeline but has learned nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+TINY_MODEL_VERSION = "tiny-qwen2-vl-v1"
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                 "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def _corpus() -> list[str]:
+    """Text the tokenizer is trained on: easy-VQA questions and answers plus answer phrasing."""
+    from easy_vqa import get_answers, get_train_questions
+    questions, answers, _ = get_train_questions()
+    lines = sorted(set(questions))[:3000] + get_answers()
+    lines += [f"the shape is a {a}. answer: {a}" for a in get_answers()]
+    lines += ["\\boxed{", "answer:", "the image shows", "yes", "no"]
+    return lines
+
+
+def _train_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=QWEN_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(_corpus(), trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def _build_processor():
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+
+    from rap_core.hf_loading import Qwen2VLImageOnlyProcessor
+    vocab, merges = _train_tokenizer()
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>",
+                         pad_token="<|endoftext|>", unk_token=None)
+    tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS[1:]})
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=112 * 112, max_pixels=224 * 224,
+                                               patch_size=14, merge_size=2, temporal_patch_size=2)
+    return Qwen2VLImageOnlyProcessor(image_processor=image_processor, tokenizer=tok,
+                                     chat_template=CHAT_TEMPLATE)
+
+
+def _build_model(tokenizer, seed: int):
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                max_position_embeddings=2048,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                 "mrope_section": [4, 2, 2]},
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["<|endoftext|>"])
+    vision = dict(depth=2, embed_dim=64, hidden_size=64, num_heads=4, mlp_ratio=2,
+                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    config = Qwen2VLConfig(text_config=text, vision_config=vision,
+                           image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                           vision_start_token_id=ids["<|vision_start|>"],
+                           vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    return model
+
+
+def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
+    """Build the tiny model into out_dir (atomically) and return it."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    processor = _build_processor()
+    model = _build_model(processor.tokenizer, seed)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
+    """Return the cached tiny model folder, building it on first use."""
+    target = Path(models_dir) / f"{TINY_MODEL_VERSION}-seed{seed}"
+    if not (target / "config.json").exists():
+        build_tiny_model(target, seed)
+    return target

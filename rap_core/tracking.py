@@ -1,0 +1,72 @@
+"""MLflow lineage of a selection run: parameters, fingerprints, funnel, plots, selected ids."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+from rap_core.settings import Settings
+
+HISTOGRAMS = {"d": "D(x) = acc_mm - acc_text", "psi": "ACE psi", "acc_mm": "acc_mm"}
+
+
+def _flat_params(params: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_params(value, f"{name}."))
+        else:
+            flat[name] = "" if value is None else str(value)[:500]
+    return flat
+
+
+def _histogram(values: pl.Series, title: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    finite = values.drop_nulls().filter(values.drop_nulls().is_finite())
+    ax.hist(finite.to_list(), bins=30, color="#4C72B0")
+    ax.set_title(f"{title} (n={finite.len()})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _experiment(settings: Settings):
+    import mlflow
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    if mlflow.get_experiment_by_name(settings.mlflow_experiment) is None:
+        mlflow.create_experiment(settings.mlflow_experiment,
+                                 artifact_location=settings.mlflow_artifacts_uri)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    return mlflow
+
+
+def log_selection(settings: Settings, run: dict, params: dict, funnel: dict,
+                  reasons: pl.DataFrame, decisions: pl.DataFrame,
+                  export_path: str | None) -> str:
+    """Log one selection run; returns the MLflow run id."""
+    mlflow = _experiment(settings)
+    with mlflow.start_run(run_name=f"{run['mode']}-{run['run_id']}") as active:
+        mlflow.log_params(_flat_params(params))
+        mlflow.set_tags({k: str(run[k]) for k in ("run_id", "mode", "pool_id", "model_key",
+                                                  "settings_key", "ace_key", "base_run")})
+        mlflow.log_metrics({f"funnel.{k}": float(v) for k, v in funnel.items()})
+        mlflow.log_metrics({f"reason.{r['state']}.{r['stage']}.{r['reason']}": float(r["n"])
+                            for r in reasons.iter_rows(named=True)})
+        mlflow.log_metrics({"samples_inferred": run["samples_inferred"],
+                            "samples_stored": run["samples_stored"]})
+        with tempfile.TemporaryDirectory() as tmp:
+            for column, title in HISTOGRAMS.items():
+                _histogram(decisions[column], title, Path(tmp) / f"hist_{column}.png")
+            decisions.write_csv(Path(tmp) / "decisions.csv")
+            decisions.filter(pl.col("state") == "selected").select(
+                "sample_id", "stage", "reason").write_csv(Path(tmp) / "selected_ids.csv")
+            mlflow.log_artifacts(tmp, artifact_path="selection")
+        if export_path:
+            mlflow.log_param("export_path", export_path)
+        return active.info.run_id

@@ -1,0 +1,2 @@
+-- The funnel of one run.
+SELECT * FROM funnel WHERE run_id = $run_id;

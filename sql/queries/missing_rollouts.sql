@@ -1,0 +1,11 @@
+-- Samples of a pool that still need rollouts under one condition (no stored rollout, no stored error).
+SELECT s.sample_id, s.question, s.answer, s.image_paths
+FROM pool_rows r JOIN samples s USING (sample_id)
+WHERE r.pool_id = $pool_id AND r.row_status = 'ok' AND len(s.image_paths) > 0
+  AND NOT EXISTS (SELECT 1 FROM rollouts o
+                  WHERE o.sample_id = s.sample_id AND o.model_key = $model_key
+                    AND o.settings_key = $settings_key AND o.condition = $condition)
+  AND NOT EXISTS (SELECT 1 FROM inference_errors e
+                  WHERE e.sample_id = s.sample_id AND e.model_key = $model_key
+                    AND e.fact_key = $settings_key)
+ORDER BY r.source_row;

@@ -1,0 +1,9 @@
+-- One row per distinct sample; sample_id is a content hash of question, answer and image bytes.
+CREATE TABLE IF NOT EXISTS samples (
+    sample_id    VARCHAR PRIMARY KEY,
+    question     VARCHAR NOT NULL,
+    answer       VARCHAR NOT NULL,
+    image_paths  VARCHAR[] NOT NULL,
+    image_sha256 VARCHAR[] NOT NULL,
+    first_seen   TIMESTAMP DEFAULT current_timestamp
+);

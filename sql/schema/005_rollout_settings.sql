@@ -1,0 +1,10 @@
+-- Rollout settings keys: sampling parameters and the answer grader's version.
+CREATE TABLE IF NOT EXISTS rollout_settings (
+    settings_key   VARCHAR PRIMARY KEY,
+    m              INTEGER NOT NULL,
+    temperature    DOUBLE NOT NULL,
+    top_p          DOUBLE NOT NULL,
+    max_new_tokens INTEGER NOT NULL,
+    seed           BIGINT NOT NULL,
+    grader_version VARCHAR NOT NULL
+);

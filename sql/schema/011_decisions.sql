@@ -1,0 +1,18 @@
+-- Per run, every input row ends selected, dropped (with a reason) or error, with the scores it was judged on.
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id     VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    sample_id  VARCHAR,
+    state      VARCHAR NOT NULL,
+    stage      VARCHAR NOT NULL,
+    reason     VARCHAR NOT NULL,
+    detail     VARCHAR,
+    passed_cde BOOLEAN NOT NULL,
+    passed_ace BOOLEAN NOT NULL,
+    acc_mm     DOUBLE,
+    acc_text   DOUBLE,
+    d          DOUBLE,
+    psi        DOUBLE,
+    difficulty DOUBLE,
+    PRIMARY KEY (run_id, source_row)
+);

@@ -1,0 +1,2 @@
+-- Record one fact about the store.
+INSERT OR REPLACE INTO meta VALUES ($key, $value);

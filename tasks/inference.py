@@ -1,0 +1,54 @@
+"""Inference tasks, one shard (hundreds of samples) per task run.
+
+The model is loaded once per process (rap_core.engine.load_engine) from identifiers passed
+in; it is never passed between tasks. Cache key: the task, the model key, the settings key
+and the shard's sample ids, so a re-submitted shard returns its persisted result.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from prefect import task
+
+from rap_core.engine import load_engine
+from rap_core.inference import ShardResult, infer_attention, infer_rollouts
+from rap_core.keys import short_hash
+from rap_core.models import ResolvedModel
+from rap_core.params import ModelSpec, RolloutSettings
+
+
+def shard_cache_key(context, parameters) -> str:
+    """Identity of a shard's work: never the model object or the frame's memory."""
+    return short_hash(context.task.name, parameters["model"].model_key, parameters["fact_key"],
+                      parameters["shard"]["sample_id"].to_list(), length=32)
+
+
+def _engine(model: ResolvedModel, spec: ModelSpec):
+    return load_engine(model.path, spec.device, spec.dtype, spec.system_prompt)
+
+
+def _rollouts(stage: str, shard, model, spec, rollout, batch_size, fact_key) -> ShardResult:
+    return infer_rollouts(_engine(model, spec), shard, stage, rollout, batch_size,
+                          model.model_key, fact_key)
+
+
+@task(name="text-only-inference", cache_key_fn=shard_cache_key, persist_result=True)
+def text_only_inference(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
+                        rollout: RolloutSettings, batch_size: int, fact_key: str) -> ShardResult:
+    """M responses per sample with the image placeholders removed (T=0)."""
+    return _rollouts("text_only", shard, model, spec, rollout, batch_size, fact_key)
+
+
+@task(name="multimodal-inference", cache_key_fn=shard_cache_key, persist_result=True)
+def multimodal_inference(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
+                         rollout: RolloutSettings, batch_size: int, fact_key: str) -> ShardResult:
+    """M responses per sample with the images (T=1)."""
+    return _rollouts("multimodal", shard, model, spec, rollout, batch_size, fact_key)
+
+
+@task(name="attention-extraction", cache_key_fn=shard_cache_key, persist_result=True)
+def attention_extraction(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
+                         head_reduce: str, batch_size: int, fact_key: str) -> ShardResult:
+    """Final-layer attention over one teacher-forced response per sample, reduced to S_j."""
+    return infer_attention(_engine(model, spec), shard, head_reduce, batch_size,
+                           model.model_key, fact_key)

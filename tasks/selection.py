@@ -1,0 +1,48 @@
+"""Selection output tasks: store the run and its decisions, export, track in MLflow."""
+
+from __future__ import annotations
+
+import polars as pl
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from rap_core.export import write_easyr1
+from rap_core.selection import DECISION_COLUMNS
+from rap_core.settings import Settings
+from rap_core.store import open_store
+from rap_core.tracking import log_selection
+
+
+@task(name="write-selection", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def write_selection(settings: Settings, run: dict, decisions: pl.DataFrame) -> dict:
+    """Store the run and one decision per input row (replacing any earlier write of it)."""
+    rows = decisions.select(DECISION_COLUMNS).with_columns(run_id=pl.lit(run["run_id"]))
+    with open_store(settings.duckdb_path) as store, store.transaction():
+        store.upsert("selection_runs", pl.DataFrame([run]))
+        store.upsert("decisions", rows)
+        funnel = store.query("queries/funnel_of_run", run_id=run["run_id"]).to_dicts()[0]
+        reasons = store.query("queries/reasons_of_run", run_id=run["run_id"])
+    return {"funnel": funnel, "reasons": reasons}
+
+
+@task(name="export-easyr1", cache_policy=NO_CACHE, retries=1)
+def export_selection(settings: Settings, run_id: str) -> str:
+    """Write the selected samples as EasyR1 Parquet with embedded image bytes."""
+    with open_store(settings.duckdb_path) as store:
+        selected = store.query("queries/selected_rows", run_id=run_id)
+    path = write_easyr1(selected, settings.exports_dir / run_id / "easyr1.parquet")
+    get_run_logger().info("exported %d samples to %s", selected.height, path)
+    return str(path)
+
+
+@task(name="track", cache_policy=NO_CACHE, retries=1)
+def track(settings: Settings, run: dict, params: dict, result: dict,
+          decisions: pl.DataFrame, export_path: str | None) -> str:
+    """Log the run to MLflow and link it from the store."""
+    funnel = {k: v for k, v in result["funnel"].items() if k != "run_id"}
+    mlflow_id = log_selection(settings, run, params, funnel, result["reasons"],
+                              decisions, export_path)
+    with open_store(settings.duckdb_path) as store:
+        store.execute("writes/set_run_tracking", run_id=run["run_id"],
+                      mlflow_run_id=mlflow_id, export_path=export_path)
+    return mlflow_id

@@ -1,0 +1,40 @@
+"""Store tasks: ask DuckDB what is missing, and write facts (the single writer)."""
+
+from __future__ import annotations
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from rap_core.inference import ShardResult
+from rap_core.settings import Settings
+from rap_core.store import open_store
+
+
+@task(name="plan-rollouts", cache_policy=NO_CACHE)
+def missing_rollouts(settings: Settings, pool_id: str, model_key: str, settings_key: str,
+                     condition: str) -> pl.DataFrame:
+    """Samples of the pool with no stored rollouts (and no stored error) for these keys."""
+    with open_store(settings.duckdb_path) as store:
+        return store.query("queries/missing_rollouts", pool_id=pool_id, model_key=model_key,
+                           settings_key=settings_key, condition=condition)
+
+
+@task(name="plan-attention", cache_policy=NO_CACHE)
+def missing_attention(settings: Settings, pool_id: str, model_key: str, settings_key: str,
+                      ace_key: str, response_choice: str) -> pl.DataFrame:
+    """Samples with multimodal rollouts but no attention statistics, with the rollout to use."""
+    with open_store(settings.duckdb_path) as store:
+        return store.query("queries/missing_attention", pool_id=pool_id, model_key=model_key,
+                           settings_key=settings_key, ace_key=ace_key,
+                           response_choice=response_choice)
+
+
+@task(name="write-facts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def write_facts(settings: Settings, table: str, results: list[ShardResult]) -> int:
+    """Store shard results in one transaction: whole shards or nothing."""
+    with open_store(settings.duckdb_path) as store, store.transaction():
+        n = sum(store.upsert(table, r.facts) for r in results)
+        for r in results:
+            store.upsert("inference_errors", r.errors)
+    return n
