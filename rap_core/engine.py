@@ -83,11 +83,14 @@ def load_engine(path: str, device: str, dtype: str, system_prompt: str | None) -
     return _hf_loader(path, device, dtype, system_prompt)
 
 
-def run_isolated(items: list, batch_size: int, call: Callable[[list], list]) -> list:
+def run_isolated(items: list, batch_size: int, call: Callable[[list], list],
+                 progress: Callable[[int, int], None] | None = None) -> list:
     """Call in batches; when a batch raises, retry its items one by one so one bad
     sample costs only itself. Returns one result or SampleError per item."""
-    out = []
+    out: list = []
     for start in range(0, len(items), batch_size):
+        if progress:
+            progress(len(out), len(items))
         batch = items[start:start + batch_size]
         try:
             out.extend(call(batch))

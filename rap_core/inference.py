@@ -49,12 +49,13 @@ def _errors(sample_id: str, err: SampleError, model_key: str, fact_key: str, sta
 
 
 def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: RolloutSettings,
-                   batch_size: int, model_key: str, settings_key: str) -> ShardResult:
+                   batch_size: int, model_key: str, settings_key: str,
+                   progress=None) -> ShardResult:
     """M graded responses per sample under one condition ('text_only' or 'multimodal')."""
     condition, with_images = CONDITIONS[stage]
     items = _items(shard)
     results = run_isolated(items, batch_size,
-                           lambda batch: engine.generate(batch, with_images, rollout))
+                           lambda batch: engine.generate(batch, with_images, rollout), progress)
     facts, errors = [], []
     for item, answer, result in zip(items, shard["answer"], results):
         if isinstance(result, SampleError):
@@ -72,11 +73,12 @@ def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: Rol
 
 
 def infer_attention(engine: Engine, shard: pl.DataFrame, head_reduce: str, batch_size: int,
-                    model_key: str, ace_key: str) -> ShardResult:
+                    model_key: str, ace_key: str, progress=None) -> ShardResult:
     """Column log-sums of the final layer's attention over each sample's chosen response."""
     items = _items(shard, with_responses=True)
     results = run_isolated(items, batch_size,
-                           lambda batch: engine.attention_column_log_sums(batch, head_reduce))
+                           lambda batch: engine.attention_column_log_sums(batch, head_reduce),
+                           progress)
     facts, errors = [], []
     for item, index, result in zip(items, shard["rollout_index"], results):
         if isinstance(result, SampleError):

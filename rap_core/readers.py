@@ -140,12 +140,10 @@ def _easy_vqa_rows(limit: int | None):
 def _file_rows(path: Path):
     suffix = path.suffix.lower()
     if path.is_dir():
-        from datasets import Image, load_from_disk
-        ds = load_from_disk(str(path))
-        for name, feature in ds.features.items():
-            if isinstance(feature, Image):
-                ds = ds.cast_column(name, Image(decode=False))
-        yield from ds
+        from datasets import load_from_disk
+        # the Arrow storage holds images as {bytes, path} structs: read them undecoded
+        for batch in load_from_disk(str(path)).data.to_batches():
+            yield from batch.to_pylist()
     elif suffix == ".jsonl":
         with open(path, encoding="utf-8") as f:
             for line in f:

@@ -57,6 +57,8 @@ def configure_process_env(data_dir: Path) -> None:
         "PREFECT_HOME": str(data_dir / "prefect"),
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(data_dir / "prefect" / "results"),
         "TOKENIZERS_PARALLELISM": "false",
+        # the first start creates the server database; on 2 busy cores that can take > 20 s
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

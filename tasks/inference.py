@@ -7,14 +7,18 @@ and the shard's sample ids, so a re-submitted shard returns its persisted result
 
 from __future__ import annotations
 
+import time
+
 import polars as pl
-from prefect import task
+from prefect import get_run_logger, task
 
 from rap_core.engine import load_engine
 from rap_core.inference import ShardResult, infer_attention, infer_rollouts
 from rap_core.keys import short_hash
 from rap_core.models import ResolvedModel
 from rap_core.params import ModelSpec, RolloutSettings
+
+PROGRESS_EVERY_S = 15.0
 
 
 def shard_cache_key(context, parameters) -> str:
@@ -23,13 +27,25 @@ def shard_cache_key(context, parameters) -> str:
                       parameters["shard"]["sample_id"].to_list(), length=32)
 
 
+class _Progress:
+    """Logs a shard's progress at most every PROGRESS_EVERY_S seconds."""
+
+    def __init__(self, name: str):
+        self.name, self.last = name, time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if time.monotonic() - self.last >= PROGRESS_EVERY_S:
+            self.last = time.monotonic()
+            get_run_logger().info("%s: %d/%d samples of this shard", self.name, done, total)
+
+
 def _engine(model: ResolvedModel, spec: ModelSpec):
     return load_engine(model.path, spec.device, spec.dtype, spec.system_prompt)
 
 
 def _rollouts(stage: str, shard, model, spec, rollout, batch_size, fact_key) -> ShardResult:
     return infer_rollouts(_engine(model, spec), shard, stage, rollout, batch_size,
-                          model.model_key, fact_key)
+                          model.model_key, fact_key, _Progress(stage))
 
 
 @task(name="text-only-inference", cache_key_fn=shard_cache_key, persist_result=True)
@@ -51,4 +67,4 @@ def attention_extraction(shard: pl.DataFrame, model: ResolvedModel, spec: ModelS
                          head_reduce: str, batch_size: int, fact_key: str) -> ShardResult:
     """Final-layer attention over one teacher-forced response per sample, reduced to S_j."""
     return infer_attention(_engine(model, spec), shard, head_reduce, batch_size,
-                           model.model_key, fact_key)
+                           model.model_key, fact_key, _Progress("attention"))

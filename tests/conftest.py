@@ -1,0 +1,54 @@
+"""Shared fixtures: one Prefect test server per session, one tiny model per session,
+and a fresh data folder (DuckDB + MLflow) per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The embedded tiny Qwen2-VL, built once for the session."""
+    from rap_core.tiny_model import ensure_tiny_model
+    return ensure_tiny_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """A real (temporary) Prefect server for every flow test of the session."""
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(tmp_path_factory.mktemp("results"))
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh data folder: its own DuckDB file, MLflow store and exports."""
+    d = tmp_path / "rap_data"
+    monkeypatch.setenv("RAP_DATA_DIR", str(d))
+    monkeypatch.delenv("RAP_MLFLOW_TRACKING_URI", raising=False)
+    return d
+
+
+@pytest.fixture
+def settings(data_dir):
+    from rap_core.settings import Settings
+    return Settings.from_env()
+
+
+def write_png(path: Path, color=(200, 30, 30), size=(32, 32)) -> Path:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path

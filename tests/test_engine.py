@@ -1,0 +1,105 @@
+"""The transformers engine on the tiny real model: generation, attention, per-sample errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from rap_core.ace import column_log_sums
+from rap_core.engine import EngineConfigError, PromptItem, SampleError, run_isolated
+from rap_core.hf_engine import HFEngine
+from rap_core.inference import infer_attention, infer_rollouts
+from rap_core.params import DataSpec, RolloutSettings
+from rap_core.prompts import build_messages
+from rap_core.readers import read_pool
+
+ROLLOUT = RolloutSettings(m=3, max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return HFEngine(str(tiny_model_dir), "cpu", "float32", None)
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory):
+    return read_pool(DataSpec(limit=4), tmp_path_factory.mktemp("img")).samples
+
+
+def items(shard, response_ids=None):
+    return [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]),
+                       tuple(response_ids[i]) if response_ids else ())
+            for i, r in enumerate(shard.iter_rows(named=True))]
+
+
+def test_text_only_prompt_removes_the_image_slots():
+    mm = build_messages("Compare <image> with <image>.", 2, True)
+    text = build_messages("Compare <image> with <image>.", 2, False)
+    assert [c["type"] for c in mm[0]["content"]] == ["text", "image", "text", "image", "text"]
+    assert text[0]["content"] == [{"type": "text", "text": "Compare with ."}]
+    assert [c["type"] for c in build_messages("What?", 1, True)[0]["content"]] == ["image", "text"]
+
+
+def test_generate_m_responses_reproducibly(engine, shard):
+    out = engine.generate(items(shard), True, ROLLOUT)
+    assert len(out) == shard.height and all(len(r) == ROLLOUT.m for r in out)
+    assert all(0 < len(r.token_ids) <= ROLLOUT.max_new_tokens for rs in out for r in rs)
+    assert engine.generate(items(shard), True, ROLLOUT) == out
+    assert engine.generate(items(shard), True, ROLLOUT.model_copy(update={"seed": 1})) != out
+
+
+def test_multimodal_inputs_carry_pixels_and_text_only_do_not(engine, shard):
+    mm = engine._encode(items(shard)[:1], True)
+    text = engine._encode(items(shard)[:1], False)
+    assert "pixel_values" in mm and (mm["input_ids"] == engine.image_token_id).sum() > 1
+    assert "pixel_values" not in text and (text["input_ids"] == engine.image_token_id).sum() == 0
+
+
+def test_prompt_too_long_is_a_sample_error(engine, shard):
+    long = RolloutSettings(m=1, max_new_tokens=engine.context)
+    out = engine.generate(items(shard)[:2], False, long)
+    assert all(isinstance(r, SampleError) and r.code == "prompt_too_long" for r in out)
+
+
+def test_attention_pass_keeps_only_the_final_layer_and_matches_full_maps(engine, shard):
+    gen = engine.generate(items(shard), True, ROLLOUT)
+    responses = [g[0].token_ids for g in gen]
+    batch = items(shard, responses)
+    sums = engine.attention_column_log_sums(batch, "mean")
+    assert [len(s) for s in sums] == [len(r) for r in responses]
+    single = engine.attention_column_log_sums(batch[1:2], "mean")[0]
+    np.testing.assert_allclose(single, sums[1], atol=1e-4)
+    inputs = engine._encode(batch[1:2], True)
+    engine._append_responses(inputs, batch[1:2])
+    with torch.inference_mode():
+        full = engine.model(**inputs, output_attentions=True, use_cache=False).attentions
+    size = len(responses[1])
+    block = full[-1][0].mean(0)[-size:, -size:]
+    np.testing.assert_allclose(column_log_sums(block), single, atol=1e-6)
+
+
+def test_bad_sample_costs_only_itself(engine, shard):
+    good = items(shard)[:3]
+    broken = PromptItem("bad", "what?", ("/nonexistent.png",))
+    out = run_isolated(good[:1] + [broken] + good[1:], 2,
+                       lambda batch: engine.generate(batch, True, ROLLOUT))
+    assert isinstance(out[1], SampleError) and out[1].code == "inference_failed"
+    assert "nonexistent.png" in str(out[1])
+    assert all(isinstance(r, list) for i, r in enumerate(out) if i != 1)
+
+
+def test_config_errors_fail_loudly():
+    def call(batch):
+        raise EngineConfigError("processor drops images")
+    with pytest.raises(EngineConfigError):
+        run_isolated([1, 2], 1, call)
+
+
+def test_shard_results_are_graded_frames(engine, shard):
+    res = infer_rollouts(engine, shard, "multimodal", ROLLOUT, 2, "m", "s")
+    assert res.facts.height == shard.height * ROLLOUT.m and res.errors.is_empty()
+    assert set(res.facts["condition"]) == {"mm"}
+    chosen = res.facts.filter(res.facts["rollout_index"] == 0).join(
+        shard.select("sample_id", "question", "image_paths"), on="sample_id")
+    att = infer_attention(engine, chosen, "max", 2, "m", "a")
+    lengths = dict(zip(chosen["sample_id"], chosen["token_ids"].list.len()))
+    assert dict(zip(att.facts["sample_id"], att.facts["response_len"])) == lengths

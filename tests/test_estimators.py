@@ -1,0 +1,204 @@
+"""CDE, ACE and DRM on hand-computed cases."""
+
+import math
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from rap_core.ace import column_log_sums, psi_product
+from rap_core.params import Thresholds
+from rap_core.selection import select
+from rap_core.store import Store
+
+INPUT_COLUMNS = ["source_row", "sample_id", "row_status", "error_code", "error_message",
+                 "n_images", "n_mm", "n_text", "acc_mm", "acc_text", "d",
+                 "inference_error_stage", "inference_error_code", "inference_error_message",
+                 "has_attention", "psi_log", "psi_norm_log"]
+
+
+def row(i, acc_mm, acc_text, psi_log=-10.0, psi_norm_log=-1.0, **over):
+    base = dict(source_row=i, sample_id=f"s{i}", row_status="ok", error_code=None,
+                error_message=None, n_images=1, n_mm=5, n_text=5, acc_mm=acc_mm,
+                acc_text=acc_text, d=None if acc_mm is None else acc_mm - acc_text,
+                inference_error_stage=None, inference_error_code=None,
+                inference_error_message=None, has_attention=True, psi_log=psi_log,
+                psi_norm_log=psi_norm_log)
+    base.update(over)
+    return base
+
+
+def frame(rows):
+    return pl.DataFrame(rows, schema_overrides={"error_code": pl.String,
+                                                "error_message": pl.String,
+                                                "inference_error_stage": pl.String,
+                                                "inference_error_code": pl.String,
+                                                "inference_error_message": pl.String,
+                                                "psi_log": pl.Float64}).select(INPUT_COLUMNS)
+
+
+def by_sample(decisions):
+    return {r["sample_id"]: (r["state"], r["stage"], r["reason"])
+            for r in decisions.iter_rows(named=True)}
+
+
+@pytest.fixture
+def memory_store():
+    store = Store(duckdb.connect())
+    store.migrate()
+    return store
+
+
+def test_cde_view_computes_d(memory_store):
+    mm, text = [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]
+    rows = [{"sample_id": "x", "model_key": "m", "settings_key": "s", "condition": c,
+             "rollout_index": i, "response": "", "token_ids": [], "extracted_answer": None,
+             "correct": bool(v)}
+            for c, grades in (("mm", mm), ("text", text)) for i, v in enumerate(grades)]
+    memory_store.upsert("rollouts", pl.DataFrame(rows, schema_overrides={
+        "token_ids": pl.List(pl.Int32), "extracted_answer": pl.String}))
+    got = memory_store.con.sql("SELECT acc_mm, acc_text, d FROM cde_scores").fetchall()[0]
+    assert got == pytest.approx((0.6, 0.2, 0.4))
+    diff = memory_store.con.sql("SELECT difficulty FROM difficulty").fetchall()[0][0]
+    assert diff == pytest.approx(0.4)
+
+
+def test_cde_threshold_is_strict():
+    """lambda_c = 0.5 with M = 5 means D >= 0.6 survives, D = 0.4 does not."""
+    out = by_sample(select(frame([row(0, 0.6, 0.0), row(1, 0.6, 0.2), row(2, 1.0, 0.4)]),
+                           Thresholds(drm_k=0)))
+    assert out["s0"][0] == "selected"
+    assert out["s1"] == ("dropped", "cde", "cde_language_prior")
+    assert out["s2"][0] == "selected"
+
+
+def causal_attention(size: int, prompt: int, seed: int) -> np.ndarray:
+    """A real softmax over prompt + response keys, returned on the response block."""
+    g = torch.Generator().manual_seed(seed)
+    total = prompt + size
+    logits = torch.randn(total, total, generator=g, dtype=torch.float64) * 2
+    logits = logits.masked_fill(torch.triu(torch.ones(total, total, dtype=torch.bool), 1),
+                                float("-inf"))
+    return torch.softmax(logits, -1)[prompt:, prompt:].numpy()
+
+
+def sql_psi(con, sums, sigma, min_run):
+    return con.execute("SELECT psi_log($s, $g, $m)",
+                       {"s": list(map(float, sums)), "g": sigma, "m": min_run}).fetchall()[0][0]
+
+
+@pytest.mark.parametrize("size, sigma, min_run", [(6, 2.0, 1), (9, 2.0, 4), (12, 3.5, 4),
+                                                  (5, 2.0, 5)])
+def test_psi_log_domain_matches_direct_product(memory_store, size, sigma, min_run):
+    attn = causal_attention(size, prompt=7, seed=size)
+    sums = column_log_sums(torch.from_numpy(attn))
+    expected = psi_product(attn, sigma, min_run)
+    got = sql_psi(memory_store.con, sums, sigma, min_run)
+    assert math.exp(got) == pytest.approx(expected, rel=1e-9)
+
+
+def test_psi_ignores_short_runs_and_is_null_without_any(memory_store):
+    attn = causal_attention(3, prompt=4, seed=1)
+    sums = column_log_sums(torch.from_numpy(attn))
+    assert psi_product(attn, 2.0, 4) is None
+    assert sql_psi(memory_store.con, sums, 2.0, 4) is None
+    # the last column (run of 1) scores sigma * A[L, L] and would dominate without the guard
+    assert math.exp(sql_psi(memory_store.con, sums, 2.0, 1)) == pytest.approx(
+        psi_product(attn, 2.0, 1))
+
+
+def test_psi_log_domain_survives_underflow(memory_store):
+    size = 400
+    attn = np.tril(np.full((size, size), 1e-3))
+    assert psi_product(attn, 2.0, 350) == 0.0  # the direct product underflows
+    got = sql_psi(memory_store.con, column_log_sums(torch.from_numpy(attn)), 2.0, 350)
+    assert got == pytest.approx(350 * math.log(2e-3))
+
+
+def test_length_normalised_psi(memory_store):
+    attn = causal_attention(8, prompt=5, seed=3)
+    sums = column_log_sums(torch.from_numpy(attn))
+    expected = max(np.mean(np.log(2.0 * attn[j:, j])) for j in range(8) if 8 - j >= 4)
+    got = memory_store.con.execute("SELECT psi_norm_log($s, 2.0, 4)",
+                                   {"s": list(map(float, sums))}).fetchall()[0][0]
+    assert got == pytest.approx(expected)
+
+
+def test_ace_drops_over_trusted_and_direction_is_configurable():
+    rows = [row(0, 1.0, 0.0, psi_log=math.log(0.5)), row(1, 1.0, 0.0, psi_log=math.log(0.01)),
+            row(2, 1.0, 0.0, psi_log=None)]
+    above = by_sample(select(frame(rows), Thresholds(drm_k=0)))
+    assert above["s0"] == ("dropped", "ace", "ace_attention_bias")
+    assert above["s1"][0] == "selected"
+    assert above["s2"][0] == "selected"  # too short to judge: kept
+    below = by_sample(select(frame(rows), Thresholds(drm_k=0, ace_direction="drop_below")))
+    assert below["s0"][0] == "selected" and below["s1"][2] == "ace_attention_bias"
+
+
+def test_ace_length_normalised_uses_its_own_score():
+    rows = [row(0, 1.0, 0.0, psi_log=math.log(0.5), psi_norm_log=math.log(0.05))]
+    out = by_sample(select(frame(rows), Thresholds(drm_k=0, ace_score="length_normalised")))
+    assert out["s0"][0] == "selected"
+
+
+def drm_pool():
+    return [
+        row(0, 1.0, 0.0), row(1, 1.0, 0.2),      # easy survivors (D 1.0, 0.8)
+        row(2, 0.8, 0.0),                        # survivor, not easy
+        row(3, 0.2, 0.0), row(4, 0.4, 0.0),      # CDE-rejected, solvable, D > 0
+        row(5, 0.0, 0.0),                        # unsolvable: never a replacement
+        row(6, 0.6, 0.6),                        # D = 0: not image-dependent
+        row(7, 1.0, 0.0, psi_log=0.0),           # ACE-rejected, but acc_mm = 1
+    ]
+
+
+def test_drm_auto_k_swaps_easiest_for_hardest():
+    out = by_sample(select(frame(drm_pool()), Thresholds()))
+    # k = 2 survivors with acc_mm = 1; easiest first by acc_mm desc then lower D
+    assert out["s1"] == ("dropped", "drm", "drm_replaced_easy")
+    assert out["s0"] == ("dropped", "drm", "drm_replaced_easy")
+    assert out["s3"] == ("selected", "drm", "drm_hard_replacement")
+    assert out["s4"] == ("selected", "drm", "drm_hard_replacement")
+    assert out["s2"] == ("selected", "ace", "passed_cde_ace")
+    assert out["s5"][0] == out["s6"][0] == out["s7"][0] == "dropped"
+
+
+def test_drm_k_capped_and_ties_by_lower_d():
+    out = by_sample(select(frame(drm_pool()), Thresholds(drm_k=1)))
+    assert out["s1"][2] == "drm_replaced_easy" and out["s0"][0] == "selected"
+    assert out["s3"][2] == "drm_hard_replacement" and out["s4"][2] == "cde_language_prior"
+    capped = select(frame(drm_pool()), Thresholds(drm_k=50))
+    assert (capped["reason"] == "drm_hard_replacement").sum() == 3  # s3, s4, s7 eligible
+    assert (capped["state"] == "selected").sum() == 3  # DRM keeps the size constant
+
+
+def test_drm_can_allow_nonpositive_d():
+    out = by_sample(select(frame(drm_pool()), Thresholds(drm_k=50,
+                                                         drm_require_positive_d=False)))
+    assert out["s6"][2] == "drm_hard_replacement"
+    assert out["s5"][2] == "cde_language_prior"  # acc_mm = 0 stays ineligible
+
+
+def test_every_row_ends_in_exactly_one_state():
+    rows = drm_pool() + [
+        row(8, None, None, row_status="error", error_code="image_missing",
+            error_message="gone", sample_id=None, n_mm=None, n_text=None, has_attention=False),
+        row(9, 1.0, 0.0, row_status="duplicate", sample_id="s0"),
+        row(10, None, None, n_mm=None, n_text=None, inference_error_stage="multimodal",
+            inference_error_code="prompt_too_long", inference_error_message="long"),
+        row(11, 1.0, 0.0, n_images=0),
+        row(12, 1.0, 0.0, has_attention=False, psi_log=None,
+            inference_error_stage="attention", inference_error_code="bad_response",
+            inference_error_message="empty"),
+    ]
+    out = select(frame(rows), Thresholds())
+    assert out.height == len(rows)
+    assert set(out["state"]) == {"selected", "dropped", "error"}
+    states = dict(zip(out["source_row"], zip(out["state"], out["reason"])))
+    assert states[8] == ("error", "image_missing")
+    assert states[9] == ("dropped", "duplicate_row")
+    assert states[10] == ("error", "prompt_too_long")
+    assert states[11] == ("dropped", "cde_no_image")
+    assert states[12] == ("error", "bad_response")

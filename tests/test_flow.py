@@ -1,0 +1,162 @@
+"""The `rap` flow end to end under a real (test) Prefect server, real DuckDB and MLflow."""
+
+import json
+
+import mlflow
+import polars as pl
+import pytest
+
+import fakes
+from conftest import write_png
+from rap_core import engine as engine_mod
+from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
+from rap_core.readers import read_pool
+from rap_core.store import open_store
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+SMALL = RolloutSettings(m=2, max_new_tokens=8)
+
+
+def run(**kw):
+    from flows.rap import rap
+    return rap(RapParams(**kw))
+
+
+def count(settings, statement, **params):
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        return store.con.execute(statement, params).fetchall()[0][0]
+
+
+def assert_rows_accounted(settings, summary):
+    f = summary["funnel"]
+    states = count(settings, "SELECT count(DISTINCT state) FROM decisions WHERE run_id = $r",
+                   r=summary["run_id"])
+    assert states >= 1
+    total = sum(r["n"] for r in summary["reasons"])
+    assert total == f["pool_rows"]
+    by_state = {s: sum(r["n"] for r in summary["reasons"] if r["state"] == s)
+                for s in ("selected", "dropped", "error")}
+    assert sum(by_state.values()) == f["pool_rows"]
+    assert by_state["selected"] == f["after_drm"]
+    assert by_state["error"] == f["errors"]
+
+
+@pytest.fixture
+def tiny(tiny_model_dir):
+    return ModelSpec(path=str(tiny_model_dir))
+
+
+def test_select_end_to_end_on_easy_vqa(settings, tiny):
+    summary = run(data=DataSpec(limit=20), model=tiny, rollout=SMALL, shard_size=8)
+    assert summary["samples_inferred"] == 20 and summary["samples_stored"] == 0
+    assert summary["funnel"]["pool_rows"] == 20
+    assert_rows_accounted(settings, summary)
+    assert count(settings, "SELECT count(*) FROM rollouts") == 20 * 2 * SMALL.m
+    assert count(settings, "SELECT count(*) FROM attention_stats") == 20
+    assert count(settings, "SELECT count(*) FROM ace_scores WHERE run_id = $r",
+                 r=summary["run_id"]) == 20
+    exported = pl.read_parquet(summary["export_path"])
+    assert exported.height == summary["funnel"]["after_drm"]
+    assert exported.columns[:3] == ["problem", "answer", "images"]
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    logged = client.get_run(summary["mlflow_run_id"])
+    assert logged.data.params["thresholds.lambda_c"] == "0.5"
+    assert logged.data.metrics["funnel.pool_rows"] == 20
+    assert logged.data.tags["pool_id"] == summary["pool_id"]
+    names = {a.path for a in client.list_artifacts(summary["mlflow_run_id"], "selection")}
+    assert {"selection/hist_d.png", "selection/hist_psi.png", "selection/hist_acc_mm.png",
+            "selection/decisions.csv", "selection/selected_ids.csv"} <= names
+
+
+def test_rerun_infers_nothing_and_never_loads_the_model(settings, tiny, monkeypatch):
+    first = run(data=DataSpec(limit=6), model=tiny, rollout=SMALL, track=False)
+    engine_mod.load_engine.cache_clear()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded on a rerun")
+    monkeypatch.setattr("rap_core.hf_engine.load_model_and_processor", refuse)
+    second = run(data=DataSpec(limit=6), model=tiny, rollout=SMALL, track=False)
+    assert second["samples_inferred"] == 0 and second["samples_stored"] == 6
+    assert second["funnel"] == {**first["funnel"], "run_id": second["run_id"]}
+    # a new rollout setting is a new key: only then is inference needed again
+    with pytest.raises(Exception, match="the model was loaded"):
+        run(data=DataSpec(limit=6), model=tiny, rollout=SMALL.model_copy(update={"seed": 9}),
+            track=False)
+
+
+def test_retune_reselects_from_stored_facts_only(settings, tiny, monkeypatch):
+    first = run(data=DataSpec(limit=6), model=tiny, rollout=SMALL, track=False)
+    engine_mod.load_engine.cache_clear()
+    monkeypatch.setattr("rap_core.hf_engine.load_model_and_processor",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    retuned = run(mode="retune", thresholds=Thresholds(lambda_c=-1.0, lambda_a=1e6))
+    assert retuned["samples_inferred"] == 0
+    assert retuned["funnel"]["after_cde"] == 6 and retuned["funnel"]["after_drm"] == 6
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        runs = store.query("queries/run_by_id", run_id=retuned["run_id"]).to_dicts()[0]
+        assert runs["base_run"] == first["run_id"] and runs["lambda_c"] == -1.0
+        per_run = store.con.sql("SELECT run_id, count(*) FROM decisions GROUP BY ALL").fetchall()
+    assert dict(per_run) == {first["run_id"]: 6, retuned["run_id"]: 6}
+
+
+def test_bad_rows_and_oversized_prompts_end_as_errors(settings, tiny, tmp_path):
+    img = write_png(tmp_path / "pool" / "a.png")
+    write_png(tmp_path / "pool" / "b.png", (0, 200, 0))
+    rows = [{"problem": "<image>What color?", "answer": "red", "images": ["a.png"]},
+            {"problem": "<image>Shape?", "answer": "square", "images": ["b.png"]},
+            {"problem": "<image>What color?", "answer": "red", "images": ["gone.png"]},
+            {"problem": "", "answer": "red", "images": ["a.png"]},
+            {"problem": "<image><image>", "answer": "red", "images": ["a.png"]},
+            {"problem": "<image>What color?", "answer": "red", "images": [str(img)]},
+            {"problem": "Just text", "answer": "4", "images": []}]
+    path = tmp_path / "pool" / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = run(data=DataSpec(path=str(path)), model=tiny, rollout=SMALL, track=False)
+    assert_rows_accounted(settings, summary)
+    reasons = {(r["state"], r["reason"]): r["n"] for r in summary["reasons"]}
+    assert reasons[("error", "image_missing")] == 1
+    assert reasons[("error", "empty_question")] == 1
+    assert reasons[("error", "placeholder_mismatch")] == 1
+    assert reasons[("dropped", "duplicate_row")] == 1
+    assert reasons[("dropped", "cde_no_image")] == 1
+    long = run(data=DataSpec(path=str(path)), model=tiny, track=False,
+               rollout=RolloutSettings(m=1, max_new_tokens=5000))
+    assert_rows_accounted(settings, long)
+    assert {(r["state"], r["stage"], r["reason"]): r["n"] for r in long["reasons"]}[
+        ("error", "text_only", "prompt_too_long")] == 2
+    assert count(settings, "SELECT count(*) FROM errors WHERE error_code = 'prompt_too_long'") == 2
+
+
+@pytest.fixture
+def scripted(tmp_path):
+    """A pool of 7 samples whose rollouts and attention are scripted by a FakeEngine."""
+    script = [  # mm_correct, text_correct, over-trusted attention?, error
+        (5, 0, False, None), (4, 0, False, None), (5, 0, True, None), (1, 0, False, None),
+        (3, 3, False, None), (0, 0, False, "prompt_too_long"), (5, 5, False, None)]
+    rows = []
+    for i in range(len(script)):
+        write_png(tmp_path / f"{i}.png", (30 * i, 10, 10))
+        rows.append({"problem": f"<image>q{i}", "answer": f"a{i}", "images": [f"{i}.png"]})
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ids = read_pool(DataSpec(path=str(path)), tmp_path / "c").samples["sample_id"].to_list()
+    plan = {sid: {"answer": f"a{i}", "mm_correct": mm, "text_correct": text, "error": err,
+                  "col_log_sums": [-0.1 if hot else -20.0] * 6}
+            for i, (sid, (mm, text, hot, err)) in enumerate(zip(ids, script))}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    return str(path), fakes.install(tmp_path / "plan.json"), ids
+
+
+def test_cde_ace_drm_decisions_through_the_flow(settings, scripted):
+    path, model_path, ids = scripted
+    summary = run(data=DataSpec(path=path), model=ModelSpec(path=model_path), track=False)
+    assert summary["funnel"]["after_cde"] == 3 and summary["funnel"]["after_ace"] == 2
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        got = {r["source_row"]: (r["state"], r["reason"]) for r in store.query(
+            "queries/decisions_of_run", run_id=summary["run_id"]).iter_rows(named=True)}
+    assert got == {0: ("dropped", "drm_replaced_easy"), 1: ("selected", "passed_cde_ace"),
+                   2: ("dropped", "ace_attention_bias"), 3: ("selected", "drm_hard_replacement"),
+                   4: ("dropped", "cde_language_prior"), 5: ("error", "prompt_too_long"),
+                   6: ("dropped", "cde_language_prior")}
+    retuned = run(mode="retune", thresholds=Thresholds(lambda_a=100.0), track=False)
+    assert retuned["funnel"]["after_ace"] == 3 and retuned["funnel"]["after_drm"] == 3

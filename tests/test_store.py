@@ -1,0 +1,93 @@
+"""The DuckDB store: migrations and upserts are idempotent; read-only means read-only."""
+
+import duckdb
+import polars as pl
+import pytest
+
+from rap_core.store import SQL_DIR, StoreError, open_store
+
+FRAMES = {
+    "samples": pl.DataFrame({"sample_id": ["a", "b"], "question": ["q1", "q2"],
+                             "answer": ["x", "y"], "image_paths": [["/i.png"], []],
+                             "image_sha256": [["h"], []]}),
+    "pool_rows": pl.DataFrame({"pool_id": ["p", "p"], "source_row": [0, 1],
+                               "sample_id": ["a", None], "row_status": ["ok", "error"],
+                               "error_code": [None, "empty_answer"],
+                               "error_message": [None, "answer is empty"]}),
+    "rollouts": pl.DataFrame({"sample_id": ["a", "a"], "model_key": ["m", "m"],
+                              "settings_key": ["s", "s"], "condition": ["mm", "text"],
+                              "rollout_index": [0, 0], "response": ["answer: x", "no"],
+                              "token_ids": [[1, 2], [3]], "extracted_answer": ["x", None],
+                              "correct": [True, False]}),
+    "attention_stats": pl.DataFrame({"sample_id": ["a"], "model_key": ["m"], "ace_key": ["k"],
+                                     "rollout_index": [0], "response_len": [3],
+                                     "col_log_sums": [[-3.0, -2.0, -0.5]]}),
+    "inference_errors": pl.DataFrame({"sample_id": ["b"], "model_key": ["m"],
+                                      "fact_key": ["s"], "stage": ["multimodal"],
+                                      "error_code": ["prompt_too_long"],
+                                      "error_message": ["too long"]}),
+}
+
+
+def table_state(store, table):
+    exclude = " EXCLUDE (first_seen)" if table == "samples" else ""
+    return sorted(store.con.sql(f"SELECT *{exclude} FROM {table}").fetchall(), key=str)
+
+
+@pytest.mark.parametrize("table", sorted(FRAMES))
+def test_each_write_twice_changes_nothing(tmp_path, table):
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.upsert(table, FRAMES[table])
+        once = table_state(store, table)
+        store.upsert(table, FRAMES[table])
+        assert table_state(store, table) == once
+        assert len(once) == FRAMES[table].height
+
+
+def test_migrate_twice_keeps_data(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with open_store(path) as store:
+        store.upsert("samples", FRAMES["samples"])
+    with open_store(path) as store:
+        assert store.con.sql("SELECT count(*) FROM samples").fetchall()[0][0] == 2
+
+
+def test_schema_version_mismatch_is_refused(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with open_store(path) as store:
+        store.con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 999"):
+        with open_store(path):
+            pass
+
+
+def test_read_only_store_refuses_writes(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with open_store(path):
+        pass
+    with open_store(path, read_only=True) as store:
+        with pytest.raises(duckdb.Error):
+            store.con.execute("DELETE FROM samples")
+
+
+def test_read_only_needs_an_existing_store(tmp_path):
+    with pytest.raises(StoreError, match="rap select"):
+        with open_store(tmp_path / "none.duckdb", read_only=True):
+            pass
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path):
+    with open_store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                store.upsert("samples", FRAMES["samples"])
+                raise RuntimeError("crash between writes")
+        assert store.con.sql("SELECT count(*) FROM samples").fetchall()[0][0] == 0
+
+
+def test_every_sql_file_is_one_statement_with_a_comment():
+    for path in SQL_DIR.rglob("*.sql"):
+        text = path.read_text()
+        assert text.startswith("--"), path
+        body = "\n".join(ln for ln in text.splitlines() if not ln.startswith("--"))
+        assert body.strip().rstrip(";").count(";") == 0, path
