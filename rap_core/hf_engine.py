@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import LogitsProcessorList
 
 from rap_core.ace import column_log_sums, reduce_heads
 from rap_core.engine import EngineConfigError, PromptItem, Response, SampleError
 from rap_core.hf_loading import load_model_and_processor
-from rap_core.keys import short_hash
+from rap_core.sampling import PerRowSampler, rollout_seed
 from rap_core.params import RolloutSettings
 from rap_core.prompts import build_messages
 
@@ -67,16 +68,27 @@ class HFEngine:
         too_long = [n + rollout.max_new_tokens > self.context for n in lengths]
         if any(too_long):
             return self._split_too_long(items, too_long, lengths, with_images, rollout)
-        torch.manual_seed(int(short_hash(rollout.seed, with_images,
-                                         [it.sample_id for it in items]), 16) % 2**63)
         with torch.inference_mode():
-            out = self.model.generate(
-                **inputs, do_sample=rollout.temperature > 0, temperature=rollout.temperature,
-                top_p=rollout.top_p, max_new_tokens=rollout.max_new_tokens,
-                num_return_sequences=rollout.m, suppress_tokens=self.vision_tokens)
+            out = self.model.generate(**inputs, **self._decoding(items, with_images, rollout))
         new = out[:, inputs["input_ids"].shape[1]:].cpu()
         responses = [self._response(row) for row in new]
-        return [responses[i * rollout.m:(i + 1) * rollout.m] for i in range(len(items))]
+        per_item = len(responses) // len(items)
+        return [responses[i * per_item:(i + 1) * per_item] * (rollout.m // per_item)
+                for i in range(len(items))]
+
+    def _decoding(self, items, with_images: bool, rollout: RolloutSettings) -> dict:
+        """Greedy (one response, repeated) at temperature 0, else per-rollout seeded
+        sampling; HF's own sampler then only sees a one-token distribution."""
+        common = dict(max_new_tokens=rollout.max_new_tokens, suppress_tokens=self.vision_tokens)
+        if rollout.temperature == 0:
+            return {**common, "do_sample": False, "num_return_sequences": 1}
+        condition = "mm" if with_images else "text"
+        seeds = [rollout_seed(rollout.seed, it.sample_id, condition, r)
+                 for it in items for r in range(rollout.m)]
+        sampler = PerRowSampler(seeds, rollout.temperature, rollout.top_p, self.device)
+        return {**common, "do_sample": True, "num_return_sequences": rollout.m,
+                "temperature": 1.0, "top_p": 1.0, "top_k": 0,
+                "logits_processor": LogitsProcessorList([sampler])}
 
     def _split_too_long(self, items, too_long, lengths, with_images, rollout):
         ok = [it for it, bad in zip(items, too_long) if not bad]

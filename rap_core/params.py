@@ -14,6 +14,7 @@ from rap_core.keys import short_hash
 
 BUILTIN_MODEL = "builtin:tiny-qwen2-vl"
 BUILTIN_DATA = "builtin:easy-vqa"
+EASY_VQA_DEFAULT_ROWS = 1000
 
 
 class DataSpec(BaseModel):
@@ -21,7 +22,8 @@ class DataSpec(BaseModel):
 
     path: str = Field(BUILTIN_DATA, description="Pool file/folder (JSONL, JSON, Parquet, "
                       "datasets save_to_disk folder) or builtin:easy-vqa")
-    limit: int | None = Field(1000, ge=1, description="Read at most this many rows (None: all)")
+    limit: int | None = Field(None, ge=1, description="Read at most this many rows (default: "
+                              f"all; builtin:easy-vqa reads its first {EASY_VQA_DEFAULT_ROWS:,})")
     question_key: str = Field("problem", description="Column holding the question text")
     answer_key: str = Field("answer", description="Column holding the reference answer")
     image_key: str = Field("images", description="Column holding the image(s)")

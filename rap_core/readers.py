@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from rap_core.keys import sample_id, sha256_bytes, short_hash
-from rap_core.params import BUILTIN_DATA, DataSpec
+from rap_core.params import BUILTIN_DATA, EASY_VQA_DEFAULT_ROWS, DataSpec
 from rap_core.prompts import count_placeholders
 
 SAMPLE_SCHEMA = {"sample_id": pl.String, "question": pl.String, "answer": pl.String,
@@ -132,7 +132,7 @@ def _easy_vqa_rows(limit: int | None):
     from easy_vqa import get_train_image_paths, get_train_questions
     questions, answers, image_ids = get_train_questions()
     paths = get_train_image_paths()
-    n = len(questions) if limit is None else min(limit, len(questions))
+    n = min(limit or EASY_VQA_DEFAULT_ROWS, len(questions))
     for i in range(n):
         yield {"problem": questions[i], "answer": answers[i], "images": [paths[image_ids[i]]]}
 

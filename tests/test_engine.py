@@ -47,6 +47,14 @@ def test_generate_m_responses_reproducibly(engine, shard):
     assert engine.generate(items(shard), True, ROLLOUT.model_copy(update={"seed": 1})) != out
 
 
+def test_a_samples_rollouts_do_not_depend_on_its_batch(engine, shard):
+    """Resumed runs, other batch sizes and shard splits must reproduce the same facts."""
+    together = engine.generate(items(shard), True, ROLLOUT)
+    alone = engine.generate(items(shard)[2:3], True, ROLLOUT)
+    assert alone[0] == together[2]
+    assert len({r.text for r in together[2]}) > 1  # the M rollouts differ from each other
+
+
 def test_multimodal_inputs_carry_pixels_and_text_only_do_not(engine, shard):
     mm = engine._encode(items(shard)[:1], True)
     text = engine._encode(items(shard)[:1], False)

@@ -160,3 +160,13 @@ def test_cde_ace_drm_decisions_through_the_flow(settings, scripted):
                    6: ("dropped", "cde_language_prior")}
     retuned = run(mode="retune", thresholds=Thresholds(lambda_a=100.0), track=False)
     assert retuned["funnel"]["after_ace"] == 3 and retuned["funnel"]["after_drm"] == 3
+
+
+def test_cli_retune_without_a_previous_run_is_refused(settings, capsys, monkeypatch):
+    # kept with the flow tests: Prefect's console handler must not bind to capsys's stream
+    from flows import cli
+    monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
+    with open_store(settings.duckdb_path):
+        pass
+    assert cli.main(["retune"]) == 2
+    assert "no selection run to retune" in capsys.readouterr().err

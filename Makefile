@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine:
+#   make select   # venv + install + RAP selection on the embedded default (easy-VQA, tiny model)
+#   make test     # venv + install + the test suite
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: install select retune test clean-data
+
+$(BIN)/rap: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	# torch first, alone: the pinned CPU wheel; anything else would pull a CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(BIN)/rap
+
+install: $(BIN)/rap
+
+select: install
+	$(BIN)/rap select $(ARGS)
+
+retune: install
+	$(BIN)/rap retune $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(ARGS)
+
+clean-data:
+	rm -rf rap_data

@@ -1,0 +1,49 @@
+"""The command line: flags map onto parameters, queries are read-only, errors are clear."""
+
+import pytest
+
+from flows import cli
+from rap_core.store import open_store
+
+
+@pytest.fixture(autouse=True)
+def keep_env(monkeypatch):
+    """The CLI sets process-wide Prefect paths; tests already have theirs."""
+    monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
+
+
+def parse(*argv):
+    return cli.params_from_args(cli.build_parser().parse_args(list(argv)))
+
+
+def test_only_given_flags_override_defaults():
+    p = parse("select", "--data", "pool.jsonl", "--m", "3", "--lambda-c", "0.3",
+              "--drm-k", "7", "--dtype", "bfloat16", "--drm-allow-nonpositive-d")
+    assert p.mode == "select" and p.data.path == "pool.jsonl" and p.data.limit is None
+    assert p.rollout.m == 3 and p.rollout.temperature == 1.0
+    assert p.thresholds.lambda_c == 0.3 and p.thresholds.drm_k == 7
+    assert p.thresholds.drm_require_positive_d is False and p.model.dtype == "bfloat16"
+    r = parse("retune", "--run", "R1", "--sigma", "3")
+    assert r.mode == "retune" and r.base_run == "R1" and r.thresholds.sigma == 3.0
+    assert r.thresholds.drm_require_positive_d is True
+
+
+def test_bad_values_are_refused_with_the_field_named(capsys):
+    assert cli.main(["select", "--dtype", "int8"]) == 2
+    assert "dtype" in capsys.readouterr().err
+    assert cli.main(["retune", "--sigma", "-1"]) == 2
+    assert "sigma" in capsys.readouterr().err
+
+
+def test_query_is_read_only_and_prints_a_table(data_dir, settings, capsys):
+    with open_store(settings.duckdb_path):
+        pass
+    assert cli.main(["query", "SELECT 41 + 1 AS answer"]) == 0
+    assert "42" in capsys.readouterr().out
+    assert cli.main(["query", "DELETE FROM samples"]) == 2
+    assert "read-only" in capsys.readouterr().err.lower()
+
+
+def test_query_without_a_store_says_what_to_do(data_dir, capsys):
+    assert cli.main(["query", "SELECT 1"]) == 2
+    assert "rap select" in capsys.readouterr().err
