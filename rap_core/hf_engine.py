@@ -11,9 +11,9 @@ from transformers import LogitsProcessorList
 from rap_core.ace import column_log_sums, reduce_heads
 from rap_core.engine import EngineConfigError, PromptItem, Response, SampleError
 from rap_core.hf_loading import load_model_and_processor
-from rap_core.sampling import PerRowSampler, rollout_seed
 from rap_core.params import RolloutSettings
 from rap_core.prompts import build_messages
+from rap_core.sampling import PerRowSampler, rollout_seed
 
 
 def _load_images(paths: tuple[str, ...]):

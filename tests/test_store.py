@@ -26,6 +26,20 @@ FRAMES = {
                                       "fact_key": ["s"], "stage": ["multimodal"],
                                       "error_code": ["prompt_too_long"],
                                       "error_message": ["too long"]}),
+    "pools": pl.DataFrame({"pool_id": ["p"], "source": ["f.jsonl"], "n_rows": [2],
+                           "n_samples": [1]}),
+    "models": pl.DataFrame({"model_key": ["m"], "model_path": ["/m"],
+                            "weights_fingerprint": ["w"], "dtype": ["float32"],
+                            "template_version": ["t"], "system_prompt": [None]},
+                           schema_overrides={"system_prompt": pl.String}),
+    "decisions": pl.DataFrame({"run_id": ["r", "r"], "source_row": [0, 1],
+                               "sample_id": ["a", None], "state": ["selected", "error"],
+                               "stage": ["ace", "ingest"],
+                               "reason": ["passed_cde_ace", "empty_answer"],
+                               "detail": [None, "answer is empty"], "passed_cde": [True, False],
+                               "passed_ace": [True, False], "acc_mm": [1.0, None],
+                               "acc_text": [0.0, None], "d": [1.0, None], "psi": [0.01, None],
+                               "difficulty": [0.0, None]}),
 }
 
 
