@@ -17,6 +17,7 @@ import polars as pl
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMA_VERSION = "1"
+_MIGRATED: set[Path] = set()  # files this process has already brought up to date
 
 
 class StoreError(RuntimeError):
@@ -40,13 +41,20 @@ class Store:
         self.con = con
 
     def migrate(self) -> None:
-        """Create tables, macros and views (all idempotent), and check the schema version."""
+        """Create tables, macros and views (all idempotent), then check the version."""
         for statement in _statements("schema") + _statements("macros") + _statements("views"):
             self.con.execute(statement)
-        found = self.con.execute(sql("queries/schema_version")).fetchall()
-        if not found:
+        if not self.con.execute(sql("queries/schema_version")).fetchall():
             self.execute("writes/set_meta", key="schema_version", value=SCHEMA_VERSION)
-        elif found[0][0] != SCHEMA_VERSION:
+        self.check_version()
+
+    def check_version(self) -> None:
+        """Refuse a store written by another schema version rather than misread it."""
+        try:
+            found = self.con.execute(sql("queries/schema_version")).fetchall()
+        except duckdb.CatalogException as exc:
+            raise StoreError("not a rap store (no meta table)") from exc
+        if found and found[0][0] != SCHEMA_VERSION:
             raise StoreError(f"store schema version {found[0][0]} is not {SCHEMA_VERSION}; "
                              "this version of rap cannot use it")
 
@@ -92,8 +100,11 @@ def open_store(path: Path, read_only: bool = False):
         raise StoreError(f"cannot open {path}: {exc}") from exc
     try:
         store = Store(con)
-        if not read_only:
+        if read_only or path.resolve() in _MIGRATED:
+            store.check_version()
+        else:
             store.migrate()
+            _MIGRATED.add(path.resolve())
         yield store
     finally:
         con.close()

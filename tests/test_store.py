@@ -70,9 +70,19 @@ def test_schema_version_mismatch_is_refused(tmp_path):
     path = tmp_path / "s.duckdb"
     with open_store(path) as store:
         store.con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match="schema version 999"):
-        with open_store(path):
-            pass
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match="schema version 999"):
+            with open_store(path, read_only=read_only):
+                pass
+
+
+def test_a_known_sample_keeps_its_first_record(tmp_path):
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.upsert("samples", FRAMES["samples"])
+        moved = FRAMES["samples"].with_columns(image_paths=pl.lit(["/elsewhere.png"]))
+        store.upsert("samples", moved)
+        paths = store.con.sql("SELECT image_paths FROM samples ORDER BY sample_id").fetchall()
+    assert paths == [(["/i.png"],), ([],)]
 
 
 def test_read_only_store_refuses_writes(tmp_path):

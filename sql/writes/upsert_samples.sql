@@ -1,2 +1,2 @@
--- Insert or replace rows of samples from the registered frame 'incoming' (idempotent per key).
-INSERT OR REPLACE INTO samples BY NAME SELECT * FROM incoming;
+-- Add samples from the registered frame 'incoming'; ids are content hashes, so a known id keeps its first record.
+INSERT INTO samples BY NAME SELECT * FROM incoming ON CONFLICT DO NOTHING;
