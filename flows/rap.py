@@ -32,17 +32,16 @@ def _shards(frame: pl.DataFrame, size: int):
     return [frame.slice(i, size) for i in range(0, frame.height, size)]
 
 
-def _run_phase(name, task_fn, table, todo, params, settings, model, **kwargs) -> int:
+def _run_phase(name, task_fn, table, todo, params, settings, model, **kwargs) -> None:
     """Run task_fn shard by shard, storing each shard as soon as it is done."""
     log, done, start = get_run_logger(), 0, time.monotonic()
     for shard in _shards(todo, params.shard_size):
         result = task_fn(shard, model, params.model, batch_size=params.batch_size, **kwargs)
-        write_facts(settings, table, [result])
+        write_facts(settings, table, result)
         done += shard.height
         rate = done / max(time.monotonic() - start, 1e-9)
         log.info("%s: %d/%d samples (%.1f samples/s, ETA %.0f s)", name, done, todo.height,
                  rate, (todo.height - done) / rate)
-    return todo.height
 
 
 def _infer_missing(params: RapParams, settings: Settings, keys: dict, model) -> set[str]:

@@ -32,10 +32,6 @@ class ShardResult:
     facts: pl.DataFrame
     errors: pl.DataFrame
 
-    @property
-    def n_samples(self) -> int:
-        return self.facts["sample_id"].n_unique() + self.errors.height
-
 
 def _items(shard: pl.DataFrame, with_responses: bool = False) -> list[PromptItem]:
     return [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]),

@@ -31,10 +31,8 @@ def missing_attention(settings: Settings, pool_id: str, model_key: str, settings
 
 
 @task(name="write-facts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def write_facts(settings: Settings, table: str, results: list[ShardResult]) -> int:
-    """Store shard results in one transaction: whole shards or nothing."""
+def write_facts(settings: Settings, table: str, result: ShardResult) -> int:
+    """Store a shard's facts and errors in one transaction: the whole shard or nothing."""
     with open_store(settings.duckdb_path) as store, store.transaction():
-        n = sum(store.upsert(table, r.facts) for r in results)
-        for r in results:
-            store.upsert("inference_errors", r.errors)
-    return n
+        store.upsert("inference_errors", result.errors)
+        return store.upsert(table, result.facts)
