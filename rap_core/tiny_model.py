@@ -47,24 +47,36 @@ def _train_tokenizer():
     return model["vocab"], merges
 
 
-def _build_processor():
+def _build_processor(family: str):
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
-    from rap_core.hf_loading import Qwen2VLImageOnlyProcessor
+    from rap_core.hf_loading import FAMILIES
     vocab, merges = _train_tokenizer()
     tok = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>",
                          pad_token="<|endoftext|>", unk_token=None)
     tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS[1:]})
     image_processor = Qwen2VLImageProcessorPil(min_pixels=112 * 112, max_pixels=224 * 224,
                                                patch_size=14, merge_size=2, temporal_patch_size=2)
-    return Qwen2VLImageOnlyProcessor(image_processor=image_processor, tokenizer=tok,
-                                     chat_template=CHAT_TEMPLATE)
+    processor_cls = FAMILIES[family][1]
+    return processor_cls(image_processor=image_processor, tokenizer=tok,
+                         chat_template=CHAT_TEMPLATE)
 
 
-def _build_model(tokenizer, seed: int):
+VISION_CONFIGS = {
+    "qwen2_vl": dict(depth=2, embed_dim=64, hidden_size=64, num_heads=4, mlp_ratio=2,
+                     patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+    "qwen2_5_vl": dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4,
+                       out_hidden_size=64, patch_size=14, spatial_merge_size=2,
+                       temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1]),
+}
+
+
+def _build_model(tokenizer, seed: int, family: str):
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    import transformers
+
+    from rap_core.hf_loading import FAMILIES
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -73,26 +85,25 @@ def _build_model(tokenizer, seed: int):
                                  "mrope_section": [4, 2, 2]},
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
                 pad_token_id=ids["<|endoftext|>"])
-    vision = dict(depth=2, embed_dim=64, hidden_size=64, num_heads=4, mlp_ratio=2,
-                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
-    config = Qwen2VLConfig(text_config=text, vision_config=vision,
+    model_cls = getattr(transformers, FAMILIES[family][0])
+    config = model_cls.config_class(text_config=text, vision_config=VISION_CONFIGS[family],
                            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                            vision_start_token_id=ids["<|vision_start|>"],
                            vision_end_token_id=ids["<|vision_end|>"])
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
+    model = model_cls(config).eval()
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     return model
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
-    """Build the tiny model into out_dir (atomically) and return it."""
+def build_tiny_model(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -> Path:
+    """Build the tiny model (qwen2_vl or qwen2_5_vl) into out_dir atomically; return it."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    processor = _build_processor()
-    model = _build_model(processor.tokenizer, seed)
+    processor = _build_processor(family)
+    model = _build_model(processor.tokenizer, seed, family)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)

@@ -111,3 +111,34 @@ def test_shard_results_are_graded_frames(engine, shard):
     att = infer_attention(engine, chosen, "max", 2, "m", "a")
     lengths = dict(zip(chosen["sample_id"], chosen["token_ids"].list.len()))
     assert dict(zip(att.facts["sample_id"], att.facts["response_len"])) == lengths
+
+
+def test_qwen2_5_vl_checkpoints_work_too(tmp_path, shard):
+    from rap_core.tiny_model import build_tiny_model
+    model_dir = build_tiny_model(tmp_path / "q25", family="qwen2_5_vl")
+    q25 = HFEngine(str(model_dir), "cpu", "float32", None)
+    assert type(q25.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    gen = q25.generate(items(shard)[:2], True, ROLLOUT)
+    sums = q25.attention_column_log_sums(items(shard[:2], [g[0].token_ids for g in gen]), "mean")
+    assert [len(s) for s in sums] == [len(g[0].token_ids) for g in gen]
+
+
+def test_a_checkpoint_laid_out_like_the_published_ones_loads(tmp_path, tiny_model_dir, shard):
+    """Published Qwen2-VL folders name the stock processor (which needs torchvision) and
+    keep the image processor in preprocessor_config.json."""
+    import json
+    import shutil
+    real = tmp_path / "Qwen2-VL-style"
+    shutil.copytree(tiny_model_dir, real)
+    config = json.loads((real / "processor_config.json").read_text())["image_processor"]
+    (real / "processor_config.json").unlink()
+    (real / "preprocessor_config.json").write_text(
+        json.dumps({**config, "processor_class": "Qwen2VLProcessor"}))
+    (real / "video_preprocessor_config.json").write_text(
+        json.dumps({**config, "video_processor_type": "Qwen2VLVideoProcessor"}))
+    tok = json.loads((real / "tokenizer_config.json").read_text())
+    (real / "tokenizer_config.json").write_text(json.dumps({**tok,
+                                                            "processor_class": "Qwen2VLProcessor"}))
+    loaded = HFEngine(str(real), "cpu", "float32", None)
+    inputs = loaded._encode(items(shard)[:1], True)
+    assert "pixel_values" in inputs and (inputs["input_ids"] == loaded.image_token_id).sum() > 1
