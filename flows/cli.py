@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     select = sub.add_parser("select", help="infer what is missing, then select")
     for flag, group, field, typ, text in SELECT_FLAGS:
-        select.add_argument(flag, dest=f"{group}.{field}", type=typ, help=text)
+        select.add_argument(flag, dest=f"{group}.{field}", type=typ, help=text,
+                            metavar=field.upper())
     select.add_argument("--shard-size", type=int, help="samples per inference task (256)")
     select.add_argument("--batch-size", type=int, help="samples per model call (8)")
     _add_common(select)
