@@ -8,6 +8,7 @@ is random-init: it exercises the whole pipeline but has learned nothing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -98,16 +99,20 @@ def _build_model(tokenizer, seed: int, family: str):
 
 
 def build_tiny_model(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -> Path:
-    """Build the tiny model (qwen2_vl or qwen2_5_vl) into out_dir atomically; return it."""
+    """Build the tiny model (qwen2_vl or qwen2_5_vl) into out_dir atomically (a finished
+    build already there is kept); return it."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp = out_dir.with_name(f"{out_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     processor = _build_processor(family)
     model = _build_model(processor.tokenizer, seed, family)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    if (out_dir / "config.json").exists():  # another process finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        tmp.rename(out_dir)
     return out_dir
 
 
