@@ -44,18 +44,25 @@ class Store:
         """Create tables, macros and views (all idempotent), then check the version."""
         for statement in _statements("schema") + _statements("macros") + _statements("views"):
             self.con.execute(statement)
-        if not self.con.execute(sql("queries/schema_version")).fetchall():
+        if self.stored_version() is None:
             self.execute("writes/set_meta", key="schema_version", value=SCHEMA_VERSION)
         self.check_version()
 
-    def check_version(self) -> None:
-        """Refuse a store written by another schema version rather than misread it."""
+    def stored_version(self) -> str | None:
+        """The schema version stamped in the file; None when it has none (a new file)."""
         try:
             found = self.con.execute(sql("queries/schema_version")).fetchall()
-        except duckdb.CatalogException as exc:
-            raise StoreError("not a rap store (no meta table)") from exc
-        if found and found[0][0] != SCHEMA_VERSION:
-            raise StoreError(f"store schema version {found[0][0]} is not {SCHEMA_VERSION}; "
+        except duckdb.CatalogException:
+            return None
+        return found[0][0] if found else None
+
+    def check_version(self) -> None:
+        """Refuse a store written by another schema version rather than misread it."""
+        found = self.stored_version()
+        if found is None:
+            raise StoreError("not a rap store (no schema version)")
+        if found != SCHEMA_VERSION:
+            raise StoreError(f"store schema version {found} is not {SCHEMA_VERSION}; "
                              "this version of rap cannot use it")
 
     def query(self, name: str, **params) -> pl.DataFrame:
@@ -100,7 +107,8 @@ def open_store(path: Path, read_only: bool = False):
         raise StoreError(f"cannot open {path}: {exc}") from exc
     try:
         store = Store(con)
-        if read_only or path.resolve() in _MIGRATED:
+        # DDL once per process and file; a file recreated since (unstamped) is set up again
+        if read_only or (path.resolve() in _MIGRATED and store.stored_version() is not None):
             store.check_version()
         else:
             store.migrate()

@@ -28,7 +28,8 @@ def _histogram(values: pl.Series, title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    finite = values.drop_nulls().filter(values.drop_nulls().is_finite())
+    present = values.drop_nulls()
+    finite = present.filter(present.is_finite())
     ax.hist(finite.to_list(), bins=30, color="#4C72B0")
     ax.set_title(f"{title} (n={finite.len()})")
     fig.tight_layout()

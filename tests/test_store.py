@@ -115,3 +115,12 @@ def test_every_sql_file_is_one_statement_with_a_comment():
         assert text.startswith("--"), path
         body = "\n".join(ln for ln in text.splitlines() if not ln.startswith("--"))
         assert body.strip().rstrip(";").count(";") == 0, path
+
+
+def test_a_store_recreated_at_the_same_path_is_set_up_again(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with open_store(path) as store:
+        store.upsert("samples", FRAMES["samples"])
+    path.unlink()
+    with open_store(path) as store:
+        assert store.con.sql("SELECT count(*) FROM samples").fetchall()[0][0] == 0
