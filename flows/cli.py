@@ -4,6 +4,9 @@
     rap retune [--run RUN] [--lambda-c 0.3 ...]         # re-select from stored facts only
     rap query "SELECT * FROM funnel"                    # read-only SQL over the store
     rap runs                                            # the selection runs so far
+    rap demo-model [--retrain]                          # train / show the embedded model
+    rap validate                                        # planted priors, question types
+    rap experiment                                      # the miniature of the paper's claim
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ SELECT_FLAGS = [  # (flag, group, field, type, help)
     ("--answer-key", "data", "answer_key", str, "answer column (default answer)"),
     ("--image-key", "data", "image_key", str, "image column (default images)"),
     ("--image-dir", "data", "image_dir", str, "base folder of relative image paths"),
-    ("--model", "model", "path", str, "local Qwen2-VL/Qwen2.5-VL checkpoint folder, or "
-     "builtin:tiny-qwen2-vl (default)"),
+    ("--model", "model", "path", str, "local Qwen2-VL/Qwen2.5-VL checkpoint folder, "
+     "builtin:easy-vqa-vlm (default: trained on easy-VQA on first use) or "
+     "builtin:tiny-qwen2-vl (random weights)"),
     ("--device", "model", "device", str, "cpu (default), cuda, cuda:N"),
     ("--dtype", "model", "dtype", str, "float32 (default), bfloat16, float16"),
     ("--system-prompt", "model", "system_prompt", str, "system turn for every prompt"),
@@ -77,6 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql", help="the SQL statement")
     query.add_argument("--max-rows", type=int, default=50)
     sub.add_parser("runs", help="list selection runs")
+    demo = sub.add_parser("demo-model", help="train (first use) or show the embedded "
+                          "easy-VQA model and its test accuracy")
+    demo.add_argument("--retrain", action="store_true", help="train it again from scratch")
+    validate = sub.add_parser("validate", help="planted language priors (ROC AUC of D) and "
+                              "the funnel by question type, on easy-VQA test questions")
+    validate.add_argument("--n", type=int, default=1000, help="test questions (1000)")
+    validate.add_argument("--share", type=float, default=0.3,
+                          help="share rewritten to give the answer away (0.3)")
+    validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--model", help="model folder (default: the demo model)")
+    validate.add_argument("--phrasing", choices=["seen", "unseen"], default="seen",
+                          help="plant statements in phrasings the demo model was trained to "
+                          "read (seen, default) or in new ones (unseen)")
+    experiment = sub.add_parser("experiment", help="miniature of the paper's claim: "
+                                "RAP subset vs random subset vs full pool (slow: ~15 min)")
+    experiment.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    experiment.add_argument("--pool-size", type=int, default=3000)
+    experiment.add_argument("--epochs", type=float, default=3.0)
     return parser
 
 
@@ -119,6 +141,28 @@ def format_summary(summary: dict, settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def demo_model(settings: Settings, retrain: bool) -> str:
+    from rap_core.demo_model import ensure_demo_model, log_demo_model, progress_reporter, read_meta
+    path, trained = ensure_demo_model(settings.models_dir, retrain=retrain,
+                                      progress=progress_reporter(_say))
+    meta = trained or read_meta(path)
+    if trained:
+        log_demo_model(settings, path, trained)
+    acc, fit, vision = meta["test_accuracy"], meta["train"], meta["vision"]
+    return "\n".join([
+        f"demo model {meta['version']} ({'trained now' if trained else 'cached'}): {path}",
+        f"  trained in {meta['seconds']:.0f} s: vision tower {vision['steps']} steps "
+        f"({vision['seconds']:.0f} s), then {fit['steps']} steps on {fit['examples_seen']} "
+        f"easy-VQA examples ({fit['seconds']:.0f} s), final loss {fit['final_loss']:.3f}",
+        f"  test accuracy (greedy, {acc['questions']} test questions): "
+        f"{acc['with_image']:.1%} with the image, {acc['text_only']:.1%} text only",
+        f"  use it: rap select (default) or --model {path}"])
+
+
 def run_query(settings: Settings, statement: str, max_rows: int) -> str:
     import polars as pl
 
@@ -148,6 +192,18 @@ def main(argv: list[str] | None = None) -> int:
             print(run_query(settings, args.sql, args.max_rows))
         elif args.command == "runs":
             print(run_query(settings, RUNS_SQL, 1000))
+        elif args.command == "demo-model":
+            print(demo_model(settings, args.retrain))
+        elif args.command == "validate":
+            from flows.validate import validate
+            report = validate(settings, n=args.n, share=args.share, seed=args.seed,
+                              model=args.model, phrasing=args.phrasing)
+            print(report["text"])
+            print(f"\nreport written to {report['report_path']}")
+        elif args.command == "experiment":
+            from flows.experiment import ExperimentConfig, run_experiment
+            run_experiment(settings, ExperimentConfig(
+                seeds=tuple(args.seeds), pool_size=args.pool_size, epochs=args.epochs))
         else:
             params = params_from_args(args)
             from flows.rap import rap

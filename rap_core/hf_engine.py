@@ -29,7 +29,20 @@ class HFEngine:
     """Qwen2-VL family through transformers; eager text attention, sdpa vision."""
 
     def __init__(self, model_dir: str, device: str, dtype: str, system_prompt: str | None):
-        self.model, self.processor = load_model_and_processor(Path(model_dir), device, dtype)
+        model, processor = load_model_and_processor(Path(model_dir), device, dtype)
+        self._setup(model, processor, device, system_prompt)
+
+    @classmethod
+    def from_loaded(cls, model, processor, device: str = "cpu",
+                    system_prompt: str | None = None) -> "HFEngine":
+        """An engine over a model already in memory (training, evaluation); generation
+        only unless the text attention is eager. The processor must pad on the left."""
+        engine = cls.__new__(cls)
+        engine._setup(model, processor, device, system_prompt)
+        return engine
+
+    def _setup(self, model, processor, device: str, system_prompt: str | None) -> None:
+        self.model, self.processor = model, processor
         self.device = device
         self.system_prompt = system_prompt
         self.tokenizer = self.processor.tokenizer

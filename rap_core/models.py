@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
 from rap_core import engine
 from rap_core.hf_loading import model_family
 from rap_core.keys import short_hash, weights_fingerprint
-from rap_core.params import BUILTIN_MODEL, ModelSpec
+from rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, ModelSpec
 from rap_core.prompts import TEMPLATE_VERSION
 from rap_core.settings import Settings
 from rap_core.tiny_model import ensure_tiny_model
@@ -23,9 +24,13 @@ class ResolvedModel:
     model_key: str
 
 
-def resolve_model(spec: ModelSpec, settings: Settings) -> ResolvedModel:
-    """Build the embedded model if asked for; fingerprint the weights; derive the key."""
+def resolve_model(spec: ModelSpec, settings: Settings,
+                  log: Callable[[str], None] = print) -> ResolvedModel:
+    """Build (or train) the embedded model if asked for; fingerprint the weights; derive
+    the key. `log` receives progress lines while the demo model trains."""
     if spec.path == BUILTIN_MODEL:
+        path = str(_demo_model(settings, log))
+    elif spec.path == BUILTIN_RANDOM_MODEL:
         path = str(ensure_tiny_model(settings.models_dir))
     elif engine.is_registered(spec.path):
         path = spec.path
@@ -36,6 +41,21 @@ def resolve_model(spec: ModelSpec, settings: Settings) -> ResolvedModel:
                    else weights_fingerprint(Path(path), settings.data_dir / "fingerprints.json"))
     key = short_hash(fingerprint, spec.dtype, TEMPLATE_VERSION, spec.system_prompt)
     return ResolvedModel(path=path, fingerprint=fingerprint, model_key=key)
+
+
+def _demo_model(settings: Settings, log: Callable[[str], None]) -> Path:
+    from rap_core.demo_model import ensure_demo_model, log_demo_model, progress_reporter
+    target, trained = ensure_demo_model(settings.models_dir, progress=progress_reporter(log))
+    if trained:
+        acc = trained["test_accuracy"]
+        log(f"demo model trained in {trained['train']['seconds']:.0f} s -> {target}; easy-VQA "
+            f"test accuracy {acc['with_image']:.1%} with the image, {acc['text_only']:.1%} "
+            f"text only ({acc['questions']} questions, greedy)")
+        try:
+            log_demo_model(settings, target, trained)
+        except Exception as exc:  # the model is usable; the record can be made again
+            log(f"MLflow logging of the demo model failed: {exc}")
+    return target
 
 
 def model_row(model: ResolvedModel, spec: ModelSpec) -> pl.DataFrame:

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field, field_validator
 from rap_core.grading import GRADER_VERSION
 from rap_core.keys import short_hash
 
-BUILTIN_MODEL = "builtin:tiny-qwen2-vl"
+BUILTIN_MODEL = "builtin:easy-vqa-vlm"  # trained on easy-VQA by this project (demo_model.py)
+BUILTIN_RANDOM_MODEL = "builtin:tiny-qwen2-vl"  # same architecture, random weights
 BUILTIN_DATA = "builtin:easy-vqa"
 EASY_VQA_DEFAULT_ROWS = 1000
 
@@ -34,8 +35,9 @@ class DataSpec(BaseModel):
 class ModelSpec(BaseModel):
     """Which model runs the rollouts, on what device and dtype."""
 
-    path: str = Field(BUILTIN_MODEL, description="Local Qwen2-VL/Qwen2.5-VL checkpoint folder "
-                      "or builtin:tiny-qwen2-vl")
+    path: str = Field(BUILTIN_MODEL, description="Local Qwen2-VL/Qwen2.5-VL checkpoint folder, "
+                      f"{BUILTIN_MODEL} (the trained demo model) or {BUILTIN_RANDOM_MODEL} "
+                      "(random weights)")
     device: str = Field("cpu", description="torch device, e.g. cpu, cuda, cuda:1")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     system_prompt: str | None = Field(None, description="Optional system turn for every prompt")

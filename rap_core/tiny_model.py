@@ -48,7 +48,8 @@ def _train_tokenizer():
     return model["vocab"], merges
 
 
-def _build_processor(family: str):
+def build_processor(family: str = "qwen2_vl", min_pixels: int = 112 * 112,
+                    max_pixels: int = 224 * 224, patch_size: int = 14):
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -57,8 +58,9 @@ def _build_processor(family: str):
     tok = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>",
                          pad_token="<|endoftext|>", unk_token=None)
     tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS[1:]})
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=112 * 112, max_pixels=224 * 224,
-                                               patch_size=14, merge_size=2, temporal_patch_size=2)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels,
+                                               patch_size=patch_size, merge_size=2,
+                                               temporal_patch_size=2)
     processor_cls = FAMILIES[family][1]
     return processor_cls(image_processor=image_processor, tokenizer=tok,
                          chat_template=CHAT_TEMPLATE)
@@ -73,24 +75,28 @@ VISION_CONFIGS = {
 }
 
 
-def _build_model(tokenizer, seed: int, family: str):
+TEXT_CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                    "mrope_section": [4, 2, 2]})
+
+
+def build_model(tokenizer, seed: int, family: str = "qwen2_vl", text: dict | None = None,
+                vision: dict | None = None):
+    """A random-init model of the family; text/vision override the tiny default sizes."""
     import torch
     import transformers
 
     from rap_core.hf_loading import FAMILIES
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                max_position_embeddings=2048,
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                 "mrope_section": [4, 2, 2]},
-                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                pad_token_id=ids["<|endoftext|>"])
+    text = {**TEXT_CONFIG, **(text or {}), "vocab_size": len(tokenizer),
+            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"]}
     model_cls = getattr(transformers, FAMILIES[family][0])
-    config = model_cls.config_class(text_config=text, vision_config=VISION_CONFIGS[family],
-                           image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                           vision_start_token_id=ids["<|vision_start|>"],
-                           vision_end_token_id=ids["<|vision_end|>"])
+    config = model_cls.config_class(
+        text_config=text, vision_config={**VISION_CONFIGS[family], **(vision or {})},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     model.generation_config.eos_token_id = ids["<|im_end|>"]
@@ -104,8 +110,8 @@ def build_tiny_model(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -> 
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f"{out_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    processor = _build_processor(family)
-    model = _build_model(processor.tokenizer, seed, family)
+    processor = build_processor(family)
+    model = build_model(processor.tokenizer, seed, family)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     if (out_dir / "config.json").exists():  # another process finished the same build first

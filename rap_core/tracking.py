@@ -37,14 +37,35 @@ def _histogram(values: pl.Series, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _experiment(settings: Settings):
+def _experiment(settings: Settings, suffix: str = ""):
     import mlflow
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    if mlflow.get_experiment_by_name(settings.mlflow_experiment) is None:
-        mlflow.create_experiment(settings.mlflow_experiment,
-                                 artifact_location=settings.mlflow_artifacts_uri)
-    mlflow.set_experiment(settings.mlflow_experiment)
+    name = settings.mlflow_experiment + suffix
+    if mlflow.get_experiment_by_name(name) is None:
+        mlflow.create_experiment(name, artifact_location=settings.mlflow_artifacts_uri)
+    mlflow.set_experiment(name)
     return mlflow
+
+
+def log_record(settings: Settings, experiment_suffix: str, run_name: str, params: dict,
+               metrics: dict, tags: dict | None = None, artifacts: dict[str, str] | None = None,
+               series: dict[str, list[float]] | None = None) -> str:
+    """Log one record (demo model training, validation, experiment) to the experiment
+    `<rap experiment><suffix>`; artifacts are {file name: text}, series are step metrics."""
+    mlflow = _experiment(settings, experiment_suffix)
+    with mlflow.start_run(run_name=run_name) as active:
+        mlflow.log_params(_flat_params(params))
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.set_tags({k: str(v) for k, v in (tags or {}).items()})
+        for name, values in (series or {}).items():
+            for step, value in enumerate(values):
+                mlflow.log_metric(name, float(value), step=step)
+        if artifacts:
+            with tempfile.TemporaryDirectory() as tmp:
+                for file_name, text in artifacts.items():
+                    (Path(tmp) / file_name).write_text(text)
+                mlflow.log_artifacts(tmp)
+        return active.info.run_id
 
 
 def log_selection(settings: Settings, run: dict, params: dict, funnel: dict,

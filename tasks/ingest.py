@@ -35,7 +35,7 @@ def ingest(data: DataSpec, settings: Settings) -> Pool:
 def register_model(model: ModelSpec, rollout: RolloutSettings, ace: AceSettings,
                    settings: Settings) -> ResolvedModel:
     """Resolve the model to a key (building the embedded one if needed) and record the keys."""
-    resolved = resolve_model(model, settings)
+    resolved = resolve_model(model, settings, log=get_run_logger().info)
     rollout_key = rollout.key()
     with open_store(settings.duckdb_path) as store, store.transaction():
         store.upsert("models", model_row(resolved, model))
