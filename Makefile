@@ -1,11 +1,11 @@
 # Two commands do everything on a fresh machine:
-#   make select   # venv + install + RAP selection on the embedded default (easy-VQA, tiny model)
+#   make select   # venv + install + RAP selection on the embedded default (easy-VQA, demo model)
 #   make test     # venv + install + the test suite
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install select retune test clean-data
+.PHONY: install select retune validate experiment test clean-data
 
 $(BIN)/rap: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,12 @@ select: install
 
 retune: install
 	$(BIN)/rap retune $(ARGS)
+
+validate: install
+	$(BIN)/rap validate $(ARGS)
+
+experiment: install
+	$(BIN)/rap experiment $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

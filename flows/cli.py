@@ -63,6 +63,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="do not log the run to MLflow")
 
 
+def _bounded(cast, low, high, open_: bool = False):
+    """An argparse type: cast, then check low <= x <= high (strictly, when open_)."""
+    def parse(text: str):
+        value = cast(text)
+        inside = low < value < high if open_ else low <= value <= high
+        if not inside:
+            bounds = f"({low}, {high})" if open_ else f"[{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"{text} is outside {bounds}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rap", description="RAP data selection for "
                                      "multimodal reasoning (CDE -> ACE -> DRM).")
@@ -86,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="train it again from scratch")
     validate = sub.add_parser("validate", help="planted language priors (ROC AUC of D) and "
                               "the funnel by question type, on easy-VQA test questions")
-    validate.add_argument("--n", type=int, default=1000, help="test questions (1000)")
-    validate.add_argument("--share", type=float, default=0.3,
-                          help="share rewritten to give the answer away (0.3)")
+    validate.add_argument("--n", type=_bounded(int, 2, 9673), default=1000,
+                          help="test questions, 2 to 9673 (1000)")
+    validate.add_argument("--share", type=_bounded(float, 0.0, 1.0, open_=True), default=0.3,
+                          help="share rewritten to give the answer away, in (0, 1) (0.3)")
     validate.add_argument("--seed", type=int, default=0)
     validate.add_argument("--model", help="model folder (default: the demo model)")
     validate.add_argument("--phrasing", choices=["seen", "unseen"], default="seen",
@@ -97,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     experiment = sub.add_parser("experiment", help="miniature of the paper's claim: "
                                 "RAP subset vs random subset vs full pool (slow: ~15 min)")
     experiment.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    experiment.add_argument("--pool-size", type=int, default=3000)
-    experiment.add_argument("--epochs", type=float, default=3.0)
+    experiment.add_argument("--pool-size", type=_bounded(int, 10, 30000), default=3000,
+                            help="training questions RAP selects from (3000)")
+    experiment.add_argument("--epochs", type=_bounded(float, 0.0, 100.0, open_=True),
+                            default=3.0, help="epochs over each subset (3)")
     return parser
 
 
@@ -203,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "experiment":
             from flows.experiment import ExperimentConfig, run_experiment
             run_experiment(settings, ExperimentConfig(
-                seeds=tuple(args.seeds), pool_size=args.pool_size, epochs=args.epochs))
+                seeds=tuple(args.seeds), pool_size=args.pool_size, epochs=args.epochs),
+                log=_say)
         else:
             params = params_from_args(args)
             from flows.rap import rap

@@ -1,6 +1,6 @@
 """The `rap` flow: RAP data selection over a pool, as a Prefect DAG.
 
-    rap select                      # embedded default: easy-VQA slice + tiny Qwen2-VL
+    rap select                      # embedded default: easy-VQA slice + the demo model
     rap select --data pool.jsonl --model /ckpt/Qwen2-VL-2B-Instruct --device cuda --dtype bfloat16
     rap retune --lambda-c 0.3       # re-select from stored facts, no model is loaded
 

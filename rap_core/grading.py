@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import threading
 
-GRADER_VERSION = "grader-v1"
+GRADER_VERSION = "grader-v2"
 
-_ANSWER_RE = re.compile(r"answer\s*(?:is)?\s*[:：]\s*(.+)", re.IGNORECASE)
+_ANSWER_RE = re.compile(r"answer\s*(?:is)?\s*[:：][ \t]*(\S[^\n]*)", re.IGNORECASE)
 _TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}")
 _MATHY_RE = re.compile(r"[\d\\^=/]")
 MAX_LAST_LINE = 40
@@ -37,7 +37,7 @@ def extract_answer(response: str) -> str | None:
         return boxed.strip()
     matches = _ANSWER_RE.findall(response)
     if matches:
-        return matches[-1].strip().splitlines()[0].strip()
+        return matches[-1].strip()
     lines = [ln.strip() for ln in response.strip().splitlines() if ln.strip()]
     if lines and len(lines[-1]) <= MAX_LAST_LINE:
         return lines[-1]

@@ -47,3 +47,12 @@ def test_query_is_read_only_and_prints_a_table(data_dir, settings, capsys):
 def test_query_without_a_store_says_what_to_do(data_dir, capsys):
     assert cli.main(["query", "SELECT 1"]) == 2
     assert "rap select" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["validate", "--share", "1.5"], "--share"), (["validate", "--n", "0"], "--n"),
+    (["experiment", "--epochs", "0"], "--epochs")])
+def test_validate_and_experiment_refuse_out_of_range_values(argv, field, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2 and field in capsys.readouterr().err

@@ -8,8 +8,6 @@ from rap_core import demo_model as demo
 from rap_core.params import DataSpec, RapParams
 from rap_core.store import open_store
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
-
 
 @pytest.fixture
 def default_model(settings, demo_model_dir):
@@ -27,7 +25,8 @@ def test_the_demo_model_has_learned_to_use_the_image(demo_model_dir):
     assert meta["train"]["final_loss"] < 0.5 * meta["train"]["losses"][0]
 
 
-def test_default_run_selects_a_real_subset(settings, default_model):
+# the Prefect test server is requested after the model: training first, on idle cores
+def test_default_run_selects_a_real_subset(settings, default_model, prefect_harness):
     from flows.rap import rap
     summary = rap(RapParams(data=DataSpec(limit=150), track=False))
     funnel = summary["funnel"]
@@ -38,15 +37,14 @@ def test_default_run_selects_a_real_subset(settings, default_model):
     assert path == str(default_model)
 
 
-def test_demo_model_command_shows_the_cached_model(settings, default_model, capsys,
-                                                   monkeypatch):
+def test_demo_model_command_shows_the_cached_model(settings, default_model, capsys, monkeypatch):
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     assert cli.main(["demo-model"]) == 0
     out = capsys.readouterr().out
     assert "(cached)" in out and "with the image" in out and str(default_model) in out
 
 
-def test_validate_reports_auroc_and_the_breakdown(settings, default_model):
+def test_validate_reports_auroc_and_the_breakdown(settings, default_model, prefect_harness):
     from flows.validate import validate
     report = validate(settings, n=80, share=0.5, seed=3)
     assert 0.0 <= report["auroc"] <= 1.0 and report["planted"] > 10

@@ -13,6 +13,14 @@ from rap_core.grading import extract_answer, grade, is_correct
     ("some reasoning\ncircle", "circle"),
     ("a line far too long to be a final answer without any marker at all here", None),
     ("", None),
+    # a marker with nothing after it on its line (sampled responses do this): the short
+    # last line is all there is, and it grades wrong
+    ("the shape is a red circle. answer: \n", "the shape is a red circle. answer:"),
+    ("answer:", "answer:"),
+    ("answer: \nblue", "blue"),
+    ("answer:  red \nanswer:\t", "red"),
+    ("\n\n  \n", None),
+    ("\\boxed{}", ""),
 ])
 def test_extract_answer(response, expected):
     assert extract_answer(response) == expected
