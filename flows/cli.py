@@ -161,12 +161,9 @@ def _say(line: str) -> None:
 
 
 def demo_model(settings: Settings, retrain: bool) -> str:
-    from rap_core.demo_model import ensure_demo_model, log_demo_model, progress_reporter, read_meta
-    path, trained = ensure_demo_model(settings.models_dir, retrain=retrain,
-                                      progress=progress_reporter(_say))
+    from rap_core.demo_model import obtain_demo_model, read_meta
+    path, trained = obtain_demo_model(settings, _say, retrain=retrain)
     meta = trained or read_meta(path)
-    if trained:
-        log_demo_model(settings, path, trained)
     acc, fit, vision = meta["test_accuracy"], meta["train"], meta["vision"]
     return "\n".join([
         f"demo model {meta['version']} ({'trained now' if trained else 'cached'}): {path}",

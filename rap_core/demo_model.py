@@ -238,3 +238,21 @@ def log_demo_model(settings, model_dir: Path, meta: dict) -> str:
         tags={"version": DEMO_MODEL_VERSION, "folder": model_dir.name},
         series={"train_loss": meta["train"]["losses"]},
         artifacts={META_FILE: json.dumps(meta, indent=2)})
+
+
+def obtain_demo_model(settings, log: Callable[[str], None], retrain: bool = False
+                      ) -> tuple[Path, dict | None]:
+    """ensure_demo_model with progress lines to `log`; a fresh training is summarised and
+    recorded in MLflow (a failed record is reported, the model is still used)."""
+    target, trained = ensure_demo_model(settings.models_dir, retrain=retrain,
+                                        progress=progress_reporter(log))
+    if trained:
+        acc = trained["test_accuracy"]
+        log(f"demo model trained in {trained['seconds']:.0f} s -> {target}; easy-VQA test "
+            f"accuracy {acc['with_image']:.1%} with the image, {acc['text_only']:.1%} "
+            f"text only ({acc['questions']} questions, greedy)")
+        try:
+            log_demo_model(settings, target, trained)
+        except Exception as exc:  # the record can be made again with --retrain
+            log(f"MLflow logging of the demo model failed: {exc}")
+    return target, trained

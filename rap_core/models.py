@@ -44,18 +44,8 @@ def resolve_model(spec: ModelSpec, settings: Settings,
 
 
 def _demo_model(settings: Settings, log: Callable[[str], None]) -> Path:
-    from rap_core.demo_model import ensure_demo_model, log_demo_model, progress_reporter
-    target, trained = ensure_demo_model(settings.models_dir, progress=progress_reporter(log))
-    if trained:
-        acc = trained["test_accuracy"]
-        log(f"demo model trained in {trained['train']['seconds']:.0f} s -> {target}; easy-VQA "
-            f"test accuracy {acc['with_image']:.1%} with the image, {acc['text_only']:.1%} "
-            f"text only ({acc['questions']} questions, greedy)")
-        try:
-            log_demo_model(settings, target, trained)
-        except Exception as exc:  # the model is usable; the record can be made again
-            log(f"MLflow logging of the demo model failed: {exc}")
-    return target
+    from rap_core.demo_model import obtain_demo_model
+    return obtain_demo_model(settings, log)[0]
 
 
 def model_row(model: ResolvedModel, spec: ModelSpec) -> pl.DataFrame:

@@ -24,11 +24,22 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_model_dir(tmp_path_factory) -> Path:
-    """The trained demo model, by its real recipe (about 4 minutes on 2 cores)."""
-    from rap_core.demo_model import ensure_demo_model
-    path, _ = ensure_demo_model(tmp_path_factory.mktemp("demo-models"))
-    return path
+def demo_training(tmp_path_factory):
+    """The demo model trained by its real recipe (about 4 minutes on 2 cores), as on first
+    use: progress lines, then the record in its own MLflow store. (settings, path, lines)"""
+    from rap_core.demo_model import obtain_demo_model
+    from rap_core.settings import Settings
+    root = tmp_path_factory.mktemp("demo")
+    settings = Settings(data_dir=root, mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    lines: list[str] = []
+    path, trained = obtain_demo_model(settings, lines.append)
+    assert trained is not None
+    return settings, path, lines
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(demo_training) -> Path:
+    return demo_training[1]
 
 
 @pytest.fixture(scope="session")

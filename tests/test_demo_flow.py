@@ -18,11 +18,21 @@ def default_model(settings, demo_model_dir):
     return target
 
 
-def test_the_demo_model_has_learned_to_use_the_image(demo_model_dir):
-    meta = demo.read_meta(demo_model_dir)
+def test_the_demo_model_has_learned_to_use_the_image(demo_training):
+    settings, path, lines = demo_training
+    meta = demo.read_meta(path)
     acc = meta["test_accuracy"]
     assert acc["with_image"] > 0.7 and acc["with_image"] > acc["text_only"] + 0.05
     assert meta["train"]["final_loss"] < 0.5 * meta["train"]["losses"][0]
+    assert any("(vision): step" in line for line in lines)
+    assert any("(answers): step" in line and "s left" in line for line in lines)
+    assert "with the image" in lines[-1]
+    import mlflow
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["rap-demo-model"], output_format="list")
+    assert len(runs) == 1
+    assert runs[0].data.metrics["test_accuracy_with_image"] == acc["with_image"]
+    assert runs[0].data.metrics["test_accuracy_text_only"] == acc["text_only"]
 
 
 # the Prefect test server is requested after the model: training first, on idle cores
