@@ -103,37 +103,28 @@ def _lr_at(step: int, steps: int, lr: float) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(model, processor, examples: list[Example], *, steps: int, batch_size: int = 32,
-          lr: float = 1e-3, vision_lr_scale: float = 1.0, seed: int = 0, log_every: int = 20,
-          progress: Callable[[int, int, float], None] | None = None) -> TrainStats:
-    """AdamW over `steps` batches drawn epoch by epoch in a seeded order."""
-    if not examples:
-        raise ValueError("no training examples")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    encoder = Encoder(processor)
-    order = np.concatenate([rng.permutation(len(examples))
-                            for _ in range(math.ceil(steps * batch_size / len(examples)))])
-    # the vision tower starts from nothing and gets weak gradients: it may learn faster
-    visual = [p for n, p in model.named_parameters() if ".visual." in f".{n}"]
-    ids = {id(p) for p in visual}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    optimiser = torch.optim.AdamW([{"params": rest, "scale": 1.0},
-                                   {"params": visual, "scale": vision_lr_scale}],
-                                  lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    model.train()
+def _epoch_order(rng: np.random.Generator, n: int, steps: int, batch_size: int) -> np.ndarray:
+    """Indices for `steps` batches: one seeded permutation per epoch, concatenated."""
+    return np.concatenate([rng.permutation(n) for _ in range(math.ceil(steps * batch_size / n))])
+
+
+def _run_steps(optimiser, order: np.ndarray, *, steps: int, batch_size: int, lr: float,
+               step_loss: Callable[[np.ndarray], torch.Tensor], log_every: int,
+               progress: Callable[[int, int, float], None] | None,
+               clip: list | None = None) -> TrainStats:
+    """The optimisation loop both trainers share: schedule, step, loss windows, progress."""
     stats, window, started = TrainStats(steps, 0, 0.0), [], time.perf_counter()
     if progress:
         progress(0, steps, float("nan"))
     for step in range(steps):
         picked = order[step * batch_size:(step + 1) * batch_size]
-        batch = encoder.batch([examples[i] for i in picked])
         for group in optimiser.param_groups:
-            group["lr"] = _lr_at(step, steps, lr) * group["scale"]
-        loss = model(**batch).loss
+            group["lr"] = _lr_at(step, steps, lr)
+        loss = step_loss(picked)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(clip, 1.0)
         optimiser.step()
         window.append(loss.item())
         stats.examples_seen += len(picked)
@@ -142,8 +133,27 @@ def train(model, processor, examples: list[Example], *, steps: int, batch_size: 
             window = []
             if progress:
                 progress(step + 1, steps, stats.losses[-1])
-    model.eval()
     stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def train(model, processor, examples: list[Example], *, steps: int, batch_size: int = 32,
+          lr: float = 1e-3, seed: int = 0, log_every: int = 20,
+          progress: Callable[[int, int, float], None] | None = None) -> TrainStats:
+    """AdamW over `steps` batches drawn epoch by epoch in a seeded order."""
+    if not examples:
+        raise ValueError("no training examples")
+    torch.manual_seed(seed)
+    order = _epoch_order(np.random.default_rng(seed), len(examples), steps, batch_size)
+    encoder = Encoder(processor)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98),
+                                  weight_decay=0.01)
+    model.train()
+    stats = _run_steps(
+        optimiser, order, steps=steps, batch_size=batch_size, lr=lr, log_every=log_every,
+        progress=progress, clip=list(model.parameters()),
+        step_loss=lambda picked: model(**encoder.batch([examples[i] for i in picked])).loss)
+    model.eval()
     return stats
 
 
@@ -163,33 +173,19 @@ def pretrain_vision(model, processor, images: list[str], targets: dict[str, list
     labels = {name: torch.tensor(values) for name, values in targets.items()}
     optimiser = torch.optim.AdamW(list(visual.parameters()) + list(heads.parameters()), lr=lr,
                                   weight_decay=0.01)
-    order = np.concatenate([rng.permutation(len(images))
-                            for _ in range(math.ceil(steps * batch_size / len(images)))])
-    visual.train()
-    stats, window, started = TrainStats(steps, 0, 0.0), [], time.perf_counter()
-    if progress:
-        progress(0, steps, float("nan"))
-    for step in range(steps):
-        picked = order[step * batch_size:(step + 1) * batch_size]
+    order = _epoch_order(rng, len(images), steps, batch_size)
+
+    def step_loss(picked: np.ndarray) -> torch.Tensor:
         pixels = [encoder.image(images[i]) for i in picked]
         out = visual(torch.cat([p for p, _ in pixels]),
                      grid_thw=torch.cat([g for _, g in pixels])).pooler_output
         pooled = out.view(len(picked), -1, out.shape[-1]).mean(1)
-        for group in optimiser.param_groups:
-            group["lr"] = _lr_at(step, steps, lr)
-        loss = sum(torch.nn.functional.cross_entropy(heads[name](pooled),
+        return sum(torch.nn.functional.cross_entropy(heads[name](pooled),
                                                      labels[name][picked], ignore_index=-1)
                    for name in heads)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        window.append(loss.item())
-        stats.examples_seen += len(picked)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            stats.losses.append(float(np.mean(window)))
-            window = []
-            if progress:
-                progress(step + 1, steps, stats.losses[-1])
+
+    visual.train()
+    stats = _run_steps(optimiser, order, steps=steps, batch_size=batch_size, lr=lr,
+                       step_loss=step_loss, log_every=log_every, progress=progress)
     visual.eval()
-    stats.seconds = time.perf_counter() - started
     return stats
