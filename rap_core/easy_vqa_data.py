@@ -50,6 +50,11 @@ def _asked(question: str) -> str | None:
     return next((w for w in words if w in COLORS or w in SHAPES), None)
 
 
+def _present(q: Question) -> bool:
+    """Whether the colour/shape a yes/no question names is in the image."""
+    return (q.answer == "yes") != bool(_NEGATION.search(q.question))
+
+
 def _phrase(value: str) -> str:
     return f"{value} shape" if value in COLORS else value
 
@@ -72,8 +77,7 @@ def image_facts(questions: list[Question]) -> dict[int, dict[str, str]]:
             facts[q.image_id][q.qtype] = q.answer
             continue
         asked = _asked(q.question)
-        present = (q.answer == "yes") != bool(_NEGATION.search(q.question))
-        if asked and present:
+        if asked and _present(q):
             facts[q.image_id]["color" if asked in COLORS else "shape"] = asked
     return facts
 
@@ -100,8 +104,7 @@ def stated_fact(q: Question) -> str:
     if q.qtype == "shape":
         return f"the shape is a {q.answer}"
     asked = _asked(q.question) or "shape"
-    present = (q.answer == "yes") != bool(_NEGATION.search(q.question))
-    return f"there is {'a' if present else 'no'} {_phrase(asked)}"
+    return f"there is {'a' if _present(q) else 'no'} {_phrase(asked)}"
 
 
 def with_hint(q: Question, template: str) -> str:

@@ -44,9 +44,11 @@ class Store:
         """Create tables, macros and views (all idempotent), then check the version."""
         for statement in _statements("schema") + _statements("macros") + _statements("views"):
             self.con.execute(statement)
-        if self.stored_version() is None:
+        found = self.stored_version()
+        if found is None:
             self.execute("writes/set_meta", key="schema_version", value=SCHEMA_VERSION)
-        self.check_version()
+        else:
+            self.check_version(found)
 
     def stored_version(self) -> str | None:
         """The schema version stamped in the file; None when it has none (a new file)."""
@@ -56,9 +58,10 @@ class Store:
             return None
         return found[0][0] if found else None
 
-    def check_version(self) -> None:
-        """Refuse a store written by another schema version rather than misread it."""
-        found = self.stored_version()
+    def check_version(self, found: str | None = None) -> None:
+        """Refuse a store written by another schema version rather than misread it;
+        `found` is the stamped version when the caller has just read it."""
+        found = found or self.stored_version()
         if found is None:
             raise StoreError("not a rap store (no schema version)")
         if found != SCHEMA_VERSION:
@@ -108,8 +111,9 @@ def open_store(path: Path, read_only: bool = False):
     try:
         store = Store(con)
         # DDL once per process and file; a file recreated since (unstamped) is set up again
-        if read_only or (path.resolve() in _MIGRATED and store.stored_version() is not None):
-            store.check_version()
+        found = store.stored_version() if path.resolve() in _MIGRATED else None
+        if read_only or found is not None:
+            store.check_version(found)
         else:
             store.migrate()
             _MIGRATED.add(path.resolve())
