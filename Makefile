@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install select retune validate experiment test clean-data
+.PHONY: install select retune validate experiment server deploy worker test clean-data
 
 $(BIN)/rap: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,16 @@ validate: install
 
 experiment: install
 	$(BIN)/rap experiment $(ARGS)
+
+# Prefect server, deployments and worker (README: "Run with a Prefect server")
+server: install
+	$(BIN)/rap server start $(ARGS)
+
+deploy: install
+	$(BIN)/rap server deploy $(ARGS)
+
+worker: install
+	$(BIN)/rap server worker $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

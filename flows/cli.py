@@ -7,6 +7,7 @@
     rap demo-model [--retrain]                          # train / show the embedded model
     rap validate                                        # planted priors, question types
     rap experiment                                      # the miniature of the paper's claim
+    rap server start | deploy | worker                  # Prefect server, deployments, worker
 """
 
 from __future__ import annotations
@@ -114,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
                             help="training questions RAP selects from (3000)")
     experiment.add_argument("--epochs", type=_bounded(float, 0.0, 100.0, open_=True),
                             default=3.0, help="epochs over each subset (3)")
+    server = sub.add_parser("server", help="a Prefect server, the deployments of prefect.yaml "
+                            "and a worker, for `prefect deployment run rap/select`")
+    action = server.add_subparsers(dest="action", required=True)
+    start = action.add_parser("start", help="start a Prefect server (database in the data "
+                              "folder); runs in the foreground")
+    start.add_argument("--host", default="127.0.0.1")
+    start.add_argument("--port", type=_bounded(int, 1, 65535), default=4200)
+    for name, text in [("deploy", "create the work pool if missing and register the "
+                        "deployments rap/select and rap/retune"),
+                       ("worker", "create the work pool if missing and run a worker on it "
+                        "(foreground)")]:
+        one = action.add_parser(name, help=text)
+        one.add_argument("--port", type=_bounded(int, 1, 65535), help="server port (default: "
+                         "PREFECT_API_URL if exported, else 4200)")
+        one.add_argument("--wait", type=_bounded(float, 0.0, 3600.0), default=120.0,
+                         help="seconds to wait for the server to answer (120)")
     return parser
 
 
@@ -196,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_process_env(settings.data_dir)
     from pydantic import ValidationError
 
+    from flows.server import ServerError
     from rap_core.hf_loading import ModelLoadError
     from rap_core.readers import PoolReadError
     from rap_core.store import StoreError
@@ -212,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
                               model=args.model, phrasing=args.phrasing)
             print(report["text"])
             print(f"\nreport written to {report['report_path']}")
+        elif args.command == "server":
+            from flows import server
+            if args.action == "start":
+                server.start_server(settings, args.host, args.port, _say)
+            elif args.action == "deploy":
+                server.deploy(settings, args.port, _say, args.wait)
+            else:
+                server.start_worker(settings, args.port, _say, args.wait)
         elif args.command == "experiment":
             from flows.experiment import ExperimentConfig, run_experiment
             run_experiment(settings, ExperimentConfig(
@@ -219,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                 log=_say)
         else:
             params = params_from_args(args)
-            from flows.rap import rap
-            print(format_summary(rap(params), settings))
-    except (ValidationError, PoolReadError, ModelLoadError, StoreError) as exc:
+            from flows.rap import run_flow
+            print(format_summary(run_flow(params), settings))
+    except (ValidationError, PoolReadError, ModelLoadError, StoreError, ServerError) as exc:
         print(f"rap: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

@@ -52,11 +52,11 @@ def _pool_file(settings: Settings, seed: int, questions) -> str:
 
 def _select(settings: Settings, seed: int, pool, base_dir) -> tuple[list[int], dict]:
     """The source rows RAP selects from the pool with the base model."""
-    from flows.rap import rap
+    from flows.rap import run_flow
     params = RapParams(data=DataSpec(path=_pool_file(settings, seed, pool)),
                        model=ModelSpec(path=str(base_dir)), rollout=RolloutSettings(seed=seed),
                        batch_size=16, export=False)
-    summary = rap(params)
+    summary = run_flow(params)
     with open_store(settings.duckdb_path, read_only=True) as store:
         decisions = store.query("queries/decisions_of_run", run_id=summary["run_id"])
     selected = decisions.filter(pl.col("state") == "selected")["source_row"].to_list()
@@ -124,7 +124,7 @@ def run_experiment(settings: Settings, cfg: ExperimentConfig = ExperimentConfig(
                    log=print) -> tuple[pl.DataFrame, pl.DataFrame]:
     import torch
 
-    from flows.validate import markdown_table
+    from flows.report import markdown_table
     from rap_core.tracking import log_record
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
     rows = [row for seed in cfg.seeds for row in run_seed(settings, cfg, seed, log)]

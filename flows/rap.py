@@ -3,22 +3,32 @@
     rap select                      # embedded default: easy-VQA slice + the demo model
     rap select --data pool.jsonl --model /ckpt/Qwen2-VL-2B-Instruct --device cuda --dtype bfloat16
     rap retune --lambda-c 0.3       # re-select from stored facts, no model is loaded
+    prefect deployment run rap/retune --param lambda_c=0.3 --watch   # the same on a worker
 
 mode=select: ingest -> ask DuckDB what is missing -> text-only / multimodal inference and
 attention extraction for those samples only -> CDE/ACE -> DRM -> store, export, MLflow.
 mode=retune: the same selection over a previous run's pool from stored facts.
+
+The flow's parameters are flat (one per field of RapParams, see FLOW_PARAMETERS), typed and
+described, so the Prefect UI shows a form and a deployment refuses bad values at submission.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from datetime import datetime, timezone
+from typing import Annotated
 
 import polars as pl
 from prefect import flow, get_run_logger
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
+                               update_progress_artifact)
 
-from rap_core.params import RapParams
+from flows.report import selection_markdown
+from rap_core.params import (RapParams, flat_params, flow_parameter_fields,
+                             params_from_flat)
 from rap_core.settings import Settings
 from rap_core.store import StoreError, open_store
 from tasks.estimate import cde_ace_filter, estimate_difficulty, replacement
@@ -27,18 +37,53 @@ from tasks.ingest import ingest, register_model
 from tasks.selection import export_selection, track, write_selection
 from tasks.store import missing_attention, missing_rollouts, write_facts
 
+PHASES = ("text-only", "multimodal", "attention")
+
+
+class InferenceProgress:
+    """One Prefect progress artifact over the three inference phases of a run."""
+
+    EVERY_S = 2.0
+
+    def __init__(self, todo: dict[str, int]):
+        self.todo, self.done = dict(todo), dict.fromkeys(todo, 0)
+        self.shown, self.last = 0.0, time.monotonic()
+        self.artifact = create_progress_artifact(
+            0.0, key="rap-inference", description=self._text())
+
+    def _text(self) -> str:
+        return "Inference: " + " · ".join(f"{p} {self.done[p]}/{self.todo[p]}" for p in PHASES)
+
+    def set_todo(self, phase: str, n: int) -> None:
+        self.todo[phase] = n
+
+    def update(self, phase: str, done: int, force: bool = False) -> None:
+        self.done[phase] = done
+        if not force and time.monotonic() - self.last < self.EVERY_S:
+            return
+        self.last = time.monotonic()
+        total = sum(self.todo.values())
+        # never moves backwards when a later phase's count turns out larger than estimated
+        self.shown = max(self.shown, 100.0 * sum(self.done.values()) / max(total, 1))
+        update_progress_artifact(self.artifact, self.shown, description=self._text())
+
 
 def _shards(frame: pl.DataFrame, size: int):
     return [frame.slice(i, size) for i in range(0, frame.height, size)]
 
 
-def _run_phase(name, task_fn, table, todo, params, settings, model, **kwargs) -> None:
+def _run_phase(name, task_fn, table, todo, params, settings, model, progress, **kwargs) -> None:
     """Run task_fn shard by shard, storing each shard as soon as it is done."""
     log, done, start = get_run_logger(), 0, time.monotonic()
-    for shard in _shards(todo, params.shard_size):
-        result = task_fn(shard, model, params.model, batch_size=params.batch_size, **kwargs)
+    shards = _shards(todo, params.shard_size)
+    for number, shard in enumerate(shards, 1):
+        def report(in_shard: int, _total: int, before=done) -> None:
+            progress.update(name, before + in_shard)
+        result = task_fn.with_options(task_run_name=f"{task_fn.name} {number}/{len(shards)}")(
+            shard, model, params.model, batch_size=params.batch_size, report=report, **kwargs)
         write_facts(settings, table, result)
         done += shard.height
+        progress.update(name, done, force=True)
         rate = done / max(time.monotonic() - start, 1e-9)
         log.info("%s: %d/%d samples (%.1f samples/s, ETA %.0f s)", name, done, todo.height,
                  rate, (todo.height - done) / rate)
@@ -48,17 +93,30 @@ def _infer_missing(params: RapParams, settings: Settings, keys: dict, model) -> 
     """Infer only the facts DuckDB lacks; returns the ids of samples that needed inference."""
     plan = dict(settings=settings, pool_id=keys["pool_id"], model_key=keys["model_key"],
                 settings_key=keys["settings_key"])
+    attention = dict(ace_key=keys["ace_key"], response_choice=params.ace.response, **plan)
+    plans = {"text-only": lambda: missing_rollouts(condition="text", **plan),
+             "multimodal": lambda: missing_rollouts(condition="mm", **plan),
+             "attention": lambda: missing_attention(**attention)}
+    # estimates for the progress bar; each phase plans again once the one before has
+    # stored its facts and errors (a sample that failed text-only is not run again)
+    first = plans["text-only"]()
+    estimate = {"text-only": first.height, "multimodal": plans["multimodal"]().height}
+    estimate["attention"] = estimate["multimodal"] + plans["attention"]().height
+    if not any(estimate.values()):
+        return set()
+    progress = InferenceProgress(estimate)
     inferred: set[str] = set()
-    for name, task_fn, condition in [("text-only", text_only_inference, "text"),
-                                     ("multimodal", multimodal_inference, "mm")]:
-        todo = missing_rollouts(condition=condition, **plan)
+    tasks = [("text-only", text_only_inference, "rollouts"),
+             ("multimodal", multimodal_inference, "rollouts"),
+             ("attention", attention_extraction, "attention_stats")]
+    for name, task_fn, table in tasks:
+        todo = first if name == "text-only" else plans[name]()
+        progress.set_todo(name, todo.height)
         inferred |= set(todo["sample_id"])
-        _run_phase(name, task_fn, "rollouts", todo, params, settings, model,
-                   rollout=params.rollout, fact_key=keys["settings_key"])
-    todo = missing_attention(ace_key=keys["ace_key"], response_choice=params.ace.response, **plan)
-    inferred |= set(todo["sample_id"])
-    _run_phase("attention", attention_extraction, "attention_stats", todo, params, settings,
-               model, head_reduce=params.ace.head_reduce, fact_key=keys["ace_key"])
+        options = (dict(head_reduce=params.ace.head_reduce, fact_key=keys["ace_key"])
+                   if name == "attention" else
+                   dict(rollout=params.rollout, fact_key=keys["settings_key"]))
+        _run_phase(name, task_fn, table, todo, params, settings, model, progress, **options)
     return inferred
 
 
@@ -100,9 +158,8 @@ def _prepare_retune(params: RapParams, settings: Settings) -> tuple[dict, int, i
     return keys, 0, base["samples_inferred"] + base["samples_stored"]
 
 
-@flow(name="rap", log_prints=True)
-def rap(params: RapParams = RapParams()) -> dict:
-    """RAP selection: CDE -> ACE -> DRM over a pool, every fact stored in DuckDB."""
+def run_rap(params: RapParams) -> dict:
+    """The flow's body: select (or retune), store, export, track; returns the run summary."""
     settings = Settings.from_env()
     prepare = _prepare_retune if params.mode == "retune" else _prepare_select
     keys, inferred, stored = prepare(params, settings)
@@ -115,7 +172,42 @@ def rap(params: RapParams = RapParams()) -> dict:
     export_path = export_selection(settings, run["run_id"]) if params.export else None
     mlflow_id = (track(settings, run, params.model_dump(), result, decisions, export_path)
                  if params.track else None)
-    return {"run_id": run["run_id"], "mode": params.mode, "funnel": result["funnel"],
-            "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
-            "samples_stored": stored, "duckdb_path": str(settings.duckdb_path),
-            "export_path": export_path, "mlflow_run_id": mlflow_id, **keys}
+    summary = {"run_id": run["run_id"], "mode": params.mode, "funnel": result["funnel"],
+               "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
+               "samples_stored": stored, "duckdb_path": str(settings.duckdb_path),
+               "export_path": export_path, "mlflow_run_id": mlflow_id, **keys}
+    create_markdown_artifact(selection_markdown(summary, settings.mlflow_tracking_uri),
+                             key="rap-selection", description=f"RAP {params.mode} run "
+                             f"{run['run_id']}: {run['n_selected']} selected")
+    get_run_logger().info("run %s: %d rows -> %d selected (MLflow run %s, export %s)",
+                          run["run_id"], inputs.height, run["n_selected"], mlflow_id,
+                          export_path)
+    return summary
+
+
+def _rap(**parameters) -> dict:
+    return run_rap(params_from_flat(parameters))
+
+
+def _flat_signature() -> inspect.Signature:
+    def annotation(field):
+        return Annotated[(field.annotation, *field.metadata)] if field.metadata \
+            else field.annotation
+    return inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=field.default,
+                           annotation=annotation(field))
+         for name, field in flow_parameter_fields().items()], return_annotation=dict)
+
+
+# Prefect reads the form (types, bounds, defaults) from the signature and the descriptions
+# from the docstring's Args section; both come from RapParams, the one definition.
+_rap.__signature__ = _flat_signature()
+DESCRIPTION = "RAP selection: CDE -> ACE -> DRM over a pool, every fact stored in DuckDB."
+_rap.__doc__ = DESCRIPTION + "\n\nArgs:\n" + "\n".join(
+    f"    {name}: {field.description}" for name, field in flow_parameter_fields().items())
+rap = flow(name="rap", description=DESCRIPTION, log_prints=True)(_rap)
+
+
+def run_flow(params: RapParams) -> dict:
+    """The `rap` flow (a Prefect flow run) with its parameters given as a RapParams."""
+    return rap(**flat_params(params))

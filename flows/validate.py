@@ -7,20 +7,11 @@ import json
 
 import polars as pl
 
+from flows.report import markdown_table
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
 from rap_core.settings import Settings
 from rap_core.store import open_store
 from rap_core.validation import planted_pool, planted_report, stage_breakdown, with_groups
-
-
-def markdown_table(frame: pl.DataFrame, floats: int = 2) -> str:
-    """A GitHub markdown table of a small frame."""
-    def cell(v):
-        return f"{v:.{floats}f}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(frame.columns) + " |",
-             "|" + "|".join("---" for _ in frame.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
 
 
 def format_report(report: dict, breakdown: pl.DataFrame, run_id: str, model: str) -> str:
@@ -48,14 +39,14 @@ def format_report(report: dict, breakdown: pl.DataFrame, run_id: str, model: str
 def validate(settings: Settings, n: int = 1000, share: float = 0.3, seed: int = 0,
              model: str | None = None, phrasing: str = "seen", batch_size: int = 16) -> dict:
     """Plant, select, measure; returns the report with the breakdown and the run id."""
-    from flows.rap import rap
+    from flows.rap import run_flow
     path = (settings.data_dir / "validation"
             / f"planted-n{n}-share{share}-seed{seed}-{phrasing}.jsonl")
     truth = planted_pool(path, n, share, seed, phrasing)
     params = RapParams(data=DataSpec(path=str(path)), rollout=RolloutSettings(seed=seed),
                        model=ModelSpec(path=model) if model else ModelSpec(),
                        batch_size=batch_size, export=False)
-    summary = rap(params)
+    summary = run_flow(params)
     with open_store(settings.duckdb_path, read_only=True) as store:
         decisions = store.query("queries/decisions_of_run", run_id=summary["run_id"])
     report = planted_report(decisions, truth, params.thresholds.lambda_c)

@@ -9,7 +9,6 @@ from typing import Callable
 import polars as pl
 
 from rap_core import engine
-from rap_core.hf_loading import model_family
 from rap_core.keys import short_hash, weights_fingerprint
 from rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, ModelSpec
 from rap_core.prompts import TEMPLATE_VERSION
@@ -35,6 +34,7 @@ def resolve_model(spec: ModelSpec, settings: Settings,
     elif engine.is_registered(spec.path):
         path = spec.path
     else:
+        from rap_core.hf_loading import model_family  # transformers: not needed to retune
         path = str(Path(spec.path).expanduser().resolve())
         model_family(Path(path))
     fingerprint = (short_hash(path, length=32) if engine.is_registered(path)

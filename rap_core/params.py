@@ -5,9 +5,10 @@ Defaults are the paper's (RAP_METHOD.md); every field is recorded with each run.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
+from pydantic.fields import FieldInfo
 
 from rap_core.grading import GRADER_VERSION
 from rap_core.keys import short_hash
@@ -39,7 +40,8 @@ class ModelSpec(BaseModel):
                       f"{BUILTIN_MODEL} (the trained demo model) or {BUILTIN_RANDOM_MODEL} "
                       "(random weights)")
     device: str = Field("cpu", description="torch device, e.g. cpu, cuda, cuda:1")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Model weights dtype (bfloat16 on recent GPUs)")
     system_prompt: str | None = Field(None, description="Optional system turn for every prompt")
 
 
@@ -47,10 +49,10 @@ class RolloutSettings(BaseModel):
     """How responses are sampled and graded; together they form the rollout settings key."""
 
     m: int = Field(5, ge=1, le=64, description="Responses per sample and condition")
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(0.99, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(64, ge=1)
-    seed: int = 0
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature")
+    top_p: float = Field(0.99, gt=0.0, le=1.0, description="Nucleus sampling mass")
+    max_new_tokens: int = Field(64, ge=1, description="Response length cap in tokens")
+    seed: int = Field(0, description="Sampling seed (each rollout has its own stream)")
 
     def key(self) -> str:
         return short_hash(self.model_dump(), GRADER_VERSION)
@@ -59,7 +61,8 @@ class RolloutSettings(BaseModel):
 class AceSettings(BaseModel):
     """Which attention pass is stored; changing these needs a new attention pass."""
 
-    head_reduce: Literal["mean", "max"] = "mean"
+    head_reduce: Literal["mean", "max"] = Field(
+        "mean", description="ACE: how the final layer's heads are reduced")
     response: Literal["first_correct", "first"] = Field(
         "first_correct", description="Which multimodal rollout is teacher-forced")
 
@@ -74,18 +77,14 @@ class Thresholds(BaseModel):
     sigma: float = Field(2.0, gt=0.0, description="ACE attention scale")
     lambda_a: float = Field(0.1, gt=0.0, description="ACE threshold on psi")
     ace_min_run: int = Field(4, ge=1, description="Columns with fewer rows are ignored")
-    ace_direction: Literal["drop_above", "drop_below"] = "drop_above"
-    ace_score: Literal["product", "length_normalised"] = "product"
-    drm_k: int | Literal["auto"] = Field("auto", description="Replacements, or auto: "
-                                         "the survivors with acc_mm = 1")
-    drm_require_positive_d: bool = True
-
-    @field_validator("drm_k")
-    @classmethod
-    def _k_non_negative(cls, v):
-        if isinstance(v, int) and v < 0:
-            raise ValueError("drm_k must be >= 0 or 'auto'")
-        return v
+    ace_direction: Literal["drop_above", "drop_below"] = Field(
+        "drop_above", description="ACE: drop samples whose psi is above (paper) or below lambda_a")
+    ace_score: Literal["product", "length_normalised"] = Field(
+        "product", description="ACE: psi as the product (paper) or its per-column geometric mean")
+    drm_k: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="DRM replacements, or auto: the survivors with acc_mm = 1")
+    drm_require_positive_d: bool = Field(
+        True, description="DRM: replacements must have D(x) > 0")
 
 
 class RapParams(BaseModel):
@@ -105,3 +104,50 @@ class RapParams(BaseModel):
     batch_size: int = Field(8, ge=1, description="Samples per forward/generate call")
     export: bool = Field(True, description="Write the selected subset as EasyR1 Parquet")
     track: bool = Field(True, description="Log the run to MLflow")
+
+
+# The flow's parameters are flat (`prefect deployment run rap/retune --param lambda_c=0.3`);
+# each maps onto one field of RapParams, which keeps them grouped for the code.
+FLOW_PARAMETERS: dict[str, tuple[str | None, str]] = {
+    "mode": (None, "mode"), "run": (None, "base_run"),
+    "data": ("data", "path"), "limit": ("data", "limit"),
+    "question_key": ("data", "question_key"), "answer_key": ("data", "answer_key"),
+    "image_key": ("data", "image_key"), "image_dir": ("data", "image_dir"),
+    "model": ("model", "path"), "device": ("model", "device"), "dtype": ("model", "dtype"),
+    "system_prompt": ("model", "system_prompt"),
+    "m": ("rollout", "m"), "temperature": ("rollout", "temperature"),
+    "top_p": ("rollout", "top_p"), "max_new_tokens": ("rollout", "max_new_tokens"),
+    "seed": ("rollout", "seed"),
+    "head_reduce": ("ace", "head_reduce"), "ace_response": ("ace", "response"),
+    **{name: ("thresholds", name) for name in Thresholds.model_fields},
+    "shard_size": (None, "shard_size"), "batch_size": (None, "batch_size"),
+    "export": (None, "export"), "track": (None, "track"),
+}
+
+
+def _group_model(group: str | None) -> type[BaseModel]:
+    return RapParams if group is None else RapParams.model_fields[group].annotation
+
+
+def flow_parameter_fields() -> dict[str, FieldInfo]:
+    """Each flat parameter's field (type, default, constraints, description)."""
+    return {name: _group_model(group).model_fields[field]
+            for name, (group, field) in FLOW_PARAMETERS.items()}
+
+
+def params_from_flat(values: dict) -> RapParams:
+    """RapParams from flat flow parameters; a ValidationError names the flat parameter."""
+    nested: dict = {}
+    for name, value in values.items():
+        if name not in FLOW_PARAMETERS:
+            raise ValueError(f"unknown rap parameter {name!r}")
+        group, field = FLOW_PARAMETERS[name]
+        (nested if group is None else nested.setdefault(group, {}))[field] = value
+    return RapParams.model_validate(nested)
+
+
+def flat_params(params: RapParams) -> dict:
+    """The flat flow parameters that reproduce params."""
+    dumped = params.model_dump()
+    return {name: dumped[field] if group is None else dumped[group][field]
+            for name, (group, field) in FLOW_PARAMETERS.items()}

@@ -8,6 +8,7 @@ and the shard's sample ids, so a re-submitted shard returns its persisted result
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import polars as pl
 from prefect import get_run_logger, task
@@ -28,12 +29,14 @@ def shard_cache_key(context, parameters) -> str:
 
 
 class _Progress:
-    """Logs a shard's progress at most every PROGRESS_EVERY_S seconds."""
+    """Passes a shard's progress to report; logs it at most every PROGRESS_EVERY_S seconds."""
 
-    def __init__(self, name: str):
-        self.name, self.last = name, time.monotonic()
+    def __init__(self, name: str, report: Callable[[int, int], None] | None):
+        self.name, self.report, self.last = name, report, time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
+        if self.report:
+            self.report(done, total)
         if time.monotonic() - self.last >= PROGRESS_EVERY_S:
             self.last = time.monotonic()
             get_run_logger().info("%s: %d/%d samples of this shard", self.name, done, total)
@@ -43,28 +46,31 @@ def _engine(model: ResolvedModel, spec: ModelSpec):
     return load_engine(model.path, spec.device, spec.dtype, spec.system_prompt)
 
 
-def _rollouts(stage: str, shard, model, spec, rollout, batch_size, fact_key) -> ShardResult:
+def _rollouts(stage, shard, model, spec, rollout, batch_size, fact_key, report) -> ShardResult:
     return infer_rollouts(_engine(model, spec), shard, stage, rollout, batch_size,
-                          model.model_key, fact_key, _Progress(stage))
+                          model.model_key, fact_key, _Progress(stage, report))
 
 
 @task(name="text-only-inference", cache_key_fn=shard_cache_key, persist_result=True)
 def text_only_inference(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
-                        rollout: RolloutSettings, batch_size: int, fact_key: str) -> ShardResult:
+                        rollout: RolloutSettings, batch_size: int, fact_key: str,
+                        report=None) -> ShardResult:
     """M responses per sample with the image placeholders removed (T=0)."""
-    return _rollouts("text_only", shard, model, spec, rollout, batch_size, fact_key)
+    return _rollouts("text_only", shard, model, spec, rollout, batch_size, fact_key, report)
 
 
 @task(name="multimodal-inference", cache_key_fn=shard_cache_key, persist_result=True)
 def multimodal_inference(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
-                         rollout: RolloutSettings, batch_size: int, fact_key: str) -> ShardResult:
+                         rollout: RolloutSettings, batch_size: int, fact_key: str,
+                         report=None) -> ShardResult:
     """M responses per sample with the images (T=1)."""
-    return _rollouts("multimodal", shard, model, spec, rollout, batch_size, fact_key)
+    return _rollouts("multimodal", shard, model, spec, rollout, batch_size, fact_key, report)
 
 
 @task(name="attention-extraction", cache_key_fn=shard_cache_key, persist_result=True)
 def attention_extraction(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
-                         head_reduce: str, batch_size: int, fact_key: str) -> ShardResult:
+                         head_reduce: str, batch_size: int, fact_key: str,
+                         report=None) -> ShardResult:
     """Final-layer attention over one teacher-forced response per sample, reduced to S_j."""
     return infer_attention(_engine(model, spec), shard, head_reduce, batch_size,
-                           model.model_key, fact_key, _Progress("attention"))
+                           model.model_key, fact_key, _Progress("attention", report))

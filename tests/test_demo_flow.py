@@ -37,8 +37,8 @@ def test_the_demo_model_has_learned_to_use_the_image(demo_training):
 
 # the Prefect test server is requested after the model: training first, on idle cores
 def test_default_run_selects_a_real_subset(settings, default_model, prefect_harness):
-    from flows.rap import rap
-    summary = rap(RapParams(data=DataSpec(limit=150), track=False))
+    from flows.rap import run_flow
+    summary = run_flow(RapParams(data=DataSpec(limit=150), track=False))
     funnel = summary["funnel"]
     assert 0 < funnel["after_drm"] < funnel["pool_rows"] == 150
     assert 0 < funnel["after_cde"] < 150

@@ -18,8 +18,8 @@ SMALL = RolloutSettings(m=2, max_new_tokens=8)
 
 
 def run(**kw):
-    from flows.rap import rap
-    return rap(RapParams(**kw))
+    from flows.rap import run_flow
+    return run_flow(RapParams(**kw))
 
 
 def count(settings, statement, **params):

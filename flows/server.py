@@ -1,0 +1,127 @@
+"""`rap server ...`: a Prefect server, work pool, worker and deployments for this project.
+
+    rap server start     # Prefect server on 127.0.0.1:4200, its database in the data folder
+    rap server deploy    # register the deployments of prefect.yaml (rap/select, rap/retune)
+    rap server worker    # create the process work pool if missing, run a worker on it
+
+Each command sets what the Prefect CLI would otherwise need by hand (STACK.md): the API URL,
+the working directory the deployments pull to (the project root, written at deploy time),
+and the worker's data folder and result storage, so runs land in the same store as the CLI's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rap_core.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PORT = 4200
+WORK_POOL = "rap-pool"  # the pool prefect.yaml's deployments name
+
+
+class ServerError(RuntimeError):
+    """The Prefect server cannot be reached or a Prefect command failed."""
+
+
+def api_url(port: int | None) -> str:
+    """--port wins; then an exported PREFECT_API_URL; then 127.0.0.1:4200."""
+    if port is None and os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"].rstrip("/")
+    return f"http://127.0.0.1:{port or DEFAULT_PORT}/api"
+
+
+def prefect_env(settings: Settings, url: str | None) -> dict[str, str]:
+    """Environment of every Prefect process of this project (server, deploy, worker, runs)."""
+    home = settings.data_dir / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PREFECT_HOME=str(home), RAP_DATA_DIR=str(settings.data_dir),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               # cached task results of runs on this worker go beside the store
+               PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(home / "results"))
+    if url:
+        env["PREFECT_API_URL"] = url
+    else:
+        env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _prefect() -> str:
+    """The prefect executable of this environment (the worker's Python runs the flows)."""
+    return str(Path(sys.executable).with_name("prefect"))
+
+
+def wait_for_server(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as reply:
+                if json.loads(reply.read()) is True:
+                    return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise ServerError(f"no Prefect server answers at {url} after {timeout_s:.0f} s: "
+                              "start one with `make server` (or `rap server start`)")
+        time.sleep(1.0)
+
+
+def start_server(settings: Settings, host: str, port: int, say) -> None:
+    """Replace this process with `prefect server start` (its database in the data folder)."""
+    env = prefect_env(settings, None)
+    db = settings.data_dir / "prefect" / "server.db"
+    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{db}"
+    env["PREFECT_UI_API_URL"] = f"http://{host}:{port}/api"
+    say(f"Prefect server on http://{host}:{port} (database {db})")
+    say(f"  in other shells: export PREFECT_API_URL=http://{host}:{port}/api")
+    say("  then: make deploy, make worker, prefect deployment run rap/select --watch")
+    os.execve(_prefect(), [_prefect(), "server", "start", "--host", host, "--port", str(port)],
+              env)
+
+
+def _run(args: list[str], env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([_prefect(), *args], env=env, cwd=PROJECT_ROOT, text=True,
+                          capture_output=True)
+    if check and done.returncode != 0:
+        raise ServerError(f"`prefect {' '.join(args)}` failed ({done.returncode}):\n"
+                          f"{done.stdout}{done.stderr}".rstrip())
+    return done
+
+
+def deploy(settings: Settings, port: int | None, say, wait_s: float = 120.0) -> None:
+    """Register every deployment of prefect.yaml; runs start in the project root."""
+    url = api_url(port)
+    wait_for_server(url, wait_s)
+    env = prefect_env(settings, url)
+    _ensure_pool(env, say)
+    done = _run(["--no-prompt", "deploy", "--all"], env)
+    for line in done.stdout.splitlines():
+        if "successfully created" in line or "Deployment '" in line:
+            say(line.strip())
+    say(f"deployments registered on {url}: prefect deployment run rap/select --watch")
+
+
+def _ensure_pool(env: dict, say) -> None:
+    if _run(["work-pool", "inspect", WORK_POOL], env, check=False).returncode != 0:
+        _run(["work-pool", "create", WORK_POOL, "--type", "process"], env)
+        say(f"created process work pool {WORK_POOL}")
+
+
+def start_worker(settings: Settings, port: int | None, say, wait_s: float = 120.0) -> None:
+    """Create the work pool if missing, then replace this process with a worker on it."""
+    url = api_url(port)
+    wait_for_server(url, wait_s)
+    env = prefect_env(settings, url)
+    _ensure_pool(env, say)
+    say(f"worker on pool {WORK_POOL} at {url}; data folder {settings.data_dir}")
+    os.chdir(PROJECT_ROOT)
+    os.execve(_prefect(), [_prefect(), "worker", "start", "--pool", WORK_POOL, "--type",
+                           "process", "--limit", "1"], env)
