@@ -27,7 +27,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
                                update_progress_artifact)
 
 from flows.report import selection_markdown
-from rap_core.params import (RapParams, flat_params, flow_parameter_fields,
+from rap_core.params import (FLOW_PARAMETERS, RapParams, flat_params, flow_parameter_fields,
                              params_from_flat)
 from rap_core.settings import Settings
 from rap_core.store import StoreError, open_store
@@ -152,6 +152,12 @@ def _prepare_select(params: RapParams, settings: Settings) -> tuple[dict, int, i
 
 
 def _prepare_retune(params: RapParams, settings: Settings) -> tuple[dict, int, int]:
+    given, default = flat_params(params), flat_params(RapParams())
+    ignored = [name for name, (group, _) in FLOW_PARAMETERS.items()
+               if group in ("data", "model", "rollout", "ace") and given[name] != default[name]]
+    if ignored:
+        get_run_logger().warning("retune ignores %s: it re-selects the base run's pool with "
+                                 "its model and settings", ", ".join(ignored))
     base = _base_run(settings, params.base_run)
     params.base_run = base["run_id"]
     keys = {k: base[k] for k in ("pool_id", "model_key", "settings_key", "ace_key")}

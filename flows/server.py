@@ -105,7 +105,7 @@ def deploy(settings: Settings, port: int | None, say, wait_s: float = 120.0) -> 
     done = _run(["--no-prompt", "deploy", "--all"], env)
     for line in done.stdout.splitlines():
         if "successfully created" in line or "Deployment '" in line:
-            say(line.strip())
+            say(line.strip("│ \t"))
     say(f"deployments registered on {url}: prefect deployment run rap/select --watch")
 
 

@@ -136,7 +136,7 @@ def flow_parameter_fields() -> dict[str, FieldInfo]:
 
 
 def params_from_flat(values: dict) -> RapParams:
-    """RapParams from flat flow parameters; a ValidationError names the flat parameter."""
+    """RapParams from flat flow parameters (unknown names are refused)."""
     nested: dict = {}
     for name, value in values.items():
         if name not in FLOW_PARAMETERS:

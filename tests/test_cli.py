@@ -56,3 +56,16 @@ def test_validate_and_experiment_refuse_out_of_range_values(argv, field, capsys)
     with pytest.raises(SystemExit) as exit_info:
         cli.build_parser().parse_args(argv)
     assert exit_info.value.code == 2 and field in capsys.readouterr().err
+
+
+def test_server_commands_parse_and_bound_ports():
+    p = cli.build_parser()
+    args = p.parse_args(["server", "start"])
+    assert (args.action, args.host, args.port) == ("start", "127.0.0.1", 4200)
+    args = p.parse_args(["server", "worker", "--port", "4300", "--wait", "5"])
+    assert (args.action, args.port, args.wait) == ("worker", 4300, 5.0)
+    assert p.parse_args(["server", "deploy"]).port is None
+    with pytest.raises(SystemExit):
+        p.parse_args(["server", "deploy", "--port", "70000"])
+    with pytest.raises(SystemExit):
+        p.parse_args(["server"])

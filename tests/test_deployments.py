@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -149,7 +148,7 @@ def test_select_then_retune_on_a_worker(stack):
     assert "text-only: 6/6 samples" in logs and "ingest: 6 rows" in logs
     assert f"run {run_id}: 6 rows ->" in logs
 
-    retune = _run_deployment(stack, "rap/retune", "lambda_c=-1")
+    retune = _run_deployment(stack, "rap/retune", "lambda_c=-1", "m=3")
     assert _count(stack, "SELECT count(*) FROM selection_runs") == 2
     assert _count(stack, "SELECT count(*) FROM rollouts") == 6 * 2 * 2
     assert _count(stack, "SELECT count(*) FROM selection_runs WHERE mode = 'retune' AND "
@@ -157,6 +156,8 @@ def test_select_then_retune_on_a_worker(stack):
     names = {t["name"] for t in stack.of_run("task_runs/filter", retune)}
     assert names and not any(n.startswith(("register-model", "text-only", "multimodal",
                                            "attention", "plan-")) for n in names), names
+    logs = "\n".join(entry["message"] for entry in stack.of_run("logs/filter", retune))
+    assert "retune ignores m:" in logs
 
 
 def test_bad_parameters_are_refused_at_submission(stack):
