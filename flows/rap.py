@@ -48,8 +48,8 @@ class InferenceProgress:
     def __init__(self, todo: dict[str, int]):
         self.todo, self.done = dict(todo), dict.fromkeys(todo, 0)
         self.shown, self.last = 0.0, time.monotonic()
-        self.artifact = create_progress_artifact(
-            0.0, key="rap-inference", description=self._text())
+        self.artifact = _shown_only(create_progress_artifact, 0.0, key="rap-inference",
+                                    description=self._text())
 
     def _text(self) -> str:
         return "Inference: " + " · ".join(f"{p} {self.done[p]}/{self.todo[p]}" for p in PHASES)
@@ -59,13 +59,24 @@ class InferenceProgress:
 
     def update(self, phase: str, done: int, force: bool = False) -> None:
         self.done[phase] = done
-        if not force and time.monotonic() - self.last < self.EVERY_S:
+        if self.artifact is None or not force and time.monotonic() - self.last < self.EVERY_S:
             return
         self.last = time.monotonic()
         total = sum(self.todo.values())
         # never moves backwards when a later phase's count turns out larger than estimated
         self.shown = max(self.shown, 100.0 * sum(self.done.values()) / max(total, 1))
-        update_progress_artifact(self.artifact, self.shown, description=self._text())
+        _shown_only(update_progress_artifact, self.artifact, self.shown,
+                    description=self._text())
+
+
+def _shown_only(create_or_update, *args, **kwargs):
+    """Artifacts are for the UI: failing to write one must not fail a run."""
+    try:
+        return create_or_update(*args, **kwargs)
+    except Exception as exc:  # any API or network error
+        get_run_logger().warning("could not write the %s artifact: %s",
+                                 create_or_update.__name__, exc)
+        return None
 
 
 def _shards(frame: pl.DataFrame, size: int):
@@ -182,9 +193,10 @@ def run_rap(params: RapParams) -> dict:
                "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
                "samples_stored": stored, "duckdb_path": str(settings.duckdb_path),
                "export_path": export_path, "mlflow_run_id": mlflow_id, **keys}
-    create_markdown_artifact(selection_markdown(summary, settings.mlflow_tracking_uri),
-                             key="rap-selection", description=f"RAP {params.mode} run "
-                             f"{run['run_id']}: {run['n_selected']} selected")
+    _shown_only(create_markdown_artifact,
+                selection_markdown(summary, settings.mlflow_tracking_uri), key="rap-selection",
+                description=f"RAP {params.mode} run {run['run_id']}: {run['n_selected']} "
+                "selected")
     get_run_logger().info("run %s: %d rows -> %d selected (MLflow run %s, export %s)",
                           run["run_id"], inputs.height, run["n_selected"], mlflow_id,
                           export_path)

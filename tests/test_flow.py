@@ -127,6 +127,16 @@ def test_bad_rows_and_oversized_prompts_end_as_errors(settings, tiny, tmp_path):
     assert count(settings, "SELECT count(*) FROM errors WHERE error_code = 'prompt_too_long'") == 2
 
 
+def test_artifacts_failing_to_write_do_not_fail_the_run(settings, tiny, monkeypatch):
+    def down(*args, **kwargs):
+        raise RuntimeError("API unreachable")
+    for name in ("create_progress_artifact", "create_markdown_artifact"):
+        monkeypatch.setattr(f"flows.rap.{name}", down)
+    summary = run(data=DataSpec(limit=4), model=tiny, rollout=SMALL, track=False)
+    assert summary["samples_inferred"] == 4 and summary["funnel"]["pool_rows"] == 4
+    assert count(settings, "SELECT count(*) FROM decisions") == 4
+
+
 @pytest.fixture
 def scripted(tmp_path):
     """A pool of 7 samples whose rollouts and attention are scripted by a FakeEngine."""
