@@ -36,6 +36,8 @@ SELECT_FLAGS = [  # (flag, group, field, type, help)
     ("--answer-key", "data", "answer_key", str, "answer column (default answer)"),
     ("--image-key", "data", "image_key", str, "image column (default images)"),
     ("--image-dir", "data", "image_dir", str, "base folder of relative image paths"),
+    ("--format", "data", "format", str, "pool layout: auto (default: from the columns), "
+     "easyr1, mmeureka, openrlhf, verl, hf"),
     ("--model", "model", "path", str, "local Qwen2-VL/Qwen2.5-VL checkpoint folder, "
      "builtin:easy-vqa-vlm (default: trained on easy-VQA on first use) or "
      "builtin:tiny-qwen2-vl (random weights)"),

@@ -132,7 +132,7 @@ def _infer_missing(params: RapParams, settings: Settings, keys: dict, model) -> 
 
 
 def _base_run(settings: Settings, run_id: str | None) -> dict:
-    with open_store(settings.duckdb_path, read_only=True) as store:
+    with open_store(settings.duckdb_path) as store:  # a writer: upgrades an older store
         found = store.query("queries/run_by_id", run_id=run_id).to_dicts()
     if not found:
         raise StoreError(f"no selection run {run_id!r} to retune" if run_id

@@ -24,6 +24,7 @@ class PromptItem:
     question: str
     image_paths: tuple[str, ...]
     response_ids: tuple[int, ...] = field(default=())  # set for the attention pass
+    system: str | None = None  # the sample's own system prompt (else the engine's)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ class HFEngine:
 
     def _encode(self, items: list[PromptItem], with_images: bool):
         prompts = [self.processor.apply_chat_template(
-            build_messages(it.question, len(it.image_paths), with_images, self.system_prompt),
+            build_messages(it.question, len(it.image_paths), with_images,
+                           it.system or self.system_prompt),
             add_generation_prompt=True, tokenize=False) for it in items]
         images = [im for it in items for im in _load_images(it.image_paths)] if with_images else None
         inputs = self.processor(text=prompts, images=images or None, padding=True,

@@ -35,7 +35,7 @@ class ShardResult:
 
 def _items(shard: pl.DataFrame, with_responses: bool = False) -> list[PromptItem]:
     return [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]),
-                       tuple(r["token_ids"]) if with_responses else ())
+                       tuple(r["token_ids"]) if with_responses else (), r.get("system"))
             for r in shard.iter_rows(named=True)]
 
 

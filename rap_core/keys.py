@@ -18,10 +18,13 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sample_id(question: str, answer: str, image_sha256: list[str]) -> str:
-    """A sample's identity is its content: the same sample in two files gets one id."""
+def sample_id(question: str, answer: str, image_sha256: list[str],
+              system: str | None = None) -> str:
+    """A sample's identity is its content: the same sample in two files gets one id. Its own
+    system prompt is part of it (a different prompt is a different sample)."""
     h = hashlib.sha256()
-    for part in [question, answer, *image_sha256]:
+    tail = [f"\0system\0{system}"] if system else []
+    for part in [question, answer, *image_sha256, *tail]:
         data = part.encode()
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)

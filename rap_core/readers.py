@@ -18,12 +18,14 @@ import polars as pl
 
 from rap_core.keys import sample_id, sha256_bytes, short_hash
 from rap_core.params import BUILTIN_DATA, EASY_VQA_DEFAULT_ROWS, DataSpec
-from rap_core.prompts import count_placeholders
+from rap_core.prompts import IMAGE_PLACEHOLDER, count_placeholders
 
 SAMPLE_SCHEMA = {"sample_id": pl.String, "question": pl.String, "answer": pl.String,
-                 "image_paths": pl.List(pl.String), "image_sha256": pl.List(pl.String)}
+                 "image_paths": pl.List(pl.String), "image_sha256": pl.List(pl.String),
+                 "system": pl.String}
 ROW_SCHEMA = {"source_row": pl.Int64, "sample_id": pl.String, "row_status": pl.String,
-              "error_code": pl.String, "error_message": pl.String}
+              "error_code": pl.String, "error_message": pl.String, "source_id": pl.String,
+              "data_source": pl.String}
 
 
 class PoolReadError(ValueError):
@@ -45,6 +47,7 @@ class Pool:
     source: str
     samples: pl.DataFrame
     rows: pl.DataFrame
+    layout: str = "easyr1"
     pool_id: str = field(init=False)
 
     def __post_init__(self):
@@ -109,23 +112,170 @@ def _as_list(images) -> list:
     return [images]
 
 
-def validate_row(raw: dict, spec: DataSpec, base_dir: Path, images_dir: Path) -> dict:
+def canonical_question(question: str, n_images: int) -> str:
+    """Images-first is the same prompt with or without leading placeholders; store it one way
+    (without), so a sample keeps its id through an export that writes them."""
+    prefix = IMAGE_PLACEHOLDER * n_images
+    if n_images and question.startswith(prefix) and count_placeholders(question) == n_images:
+        return question[len(prefix):]
+    return question
+
+
+@dataclass
+class RawSample:
+    """One input row in the common shape, before its images are checked."""
+
+    question: object
+    answer: object
+    images: list
+    system: str | None = None
+
+
+# --- layouts: each turns one raw row into a RawSample (or RowError) --------------------------
+
+def _from_columns(raw: dict, spec: DataSpec) -> RawSample:
+    """EasyR1 / HF layout: question, answer, images columns (names from the spec)."""
+    return RawSample(raw.get(spec.question_key), raw.get(spec.answer_key),
+                     _as_list(raw.get(spec.image_key)))
+
+
+def _chat_text(content, where: str) -> tuple[str, list]:
+    """A chat turn's content as text with <image> placeholders, and its image references."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, (list, tuple)):
+        raise RowError("bad_message", f"{where}: content is neither text nor a list of items")
+    text, images = "", []
+    for item in content:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "text":
+            text += item.get("text") or ""
+        elif kind in ("image", "image_url"):
+            ref = item.get("image") or item.get("image_url")
+            images.append(ref.get("url") if isinstance(ref, dict) else ref)
+            text += IMAGE_PLACEHOLDER
+        else:
+            raise RowError("bad_message", f"{where}: unsupported content item {item!r:.80}")
+    return text, images
+
+
+def _from_chat(messages, where: str) -> tuple[str | None, str, list]:
+    """(system, user text, images) of a chat list; several user turns are joined."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise RowError("bad_message", f"{where} is not a list of chat messages")
+    system, user, images = None, [], []
+    for turn in messages:
+        if not isinstance(turn, dict):
+            raise RowError("bad_message", f"{where}: a turn is not an object")
+        role = turn.get("role") or turn.get("from")
+        text, refs = _chat_text(turn.get("content", turn.get("value")), where)
+        if role == "system":
+            system = text.strip() or None
+        elif role in ("user", "human"):
+            user.append(text)
+            images += refs
+    if not user:
+        raise RowError("bad_message", f"{where} has no user turn")
+    return system, "\n".join(user), images
+
+
+def _from_mmeureka(raw: dict, spec: DataSpec) -> RawSample:
+    system, question, refs = _from_chat(raw.get("conversations"), "conversations")
+    return RawSample(question, raw.get("answer"), refs + _as_list(raw.get("image_urls")), system)
+
+
+def _from_openrlhf(raw: dict, spec: DataSpec) -> RawSample:
+    message = raw.get("message")
+    if isinstance(message, str):
+        try:
+            message = json.loads(message)
+        except ValueError as exc:
+            raise RowError("bad_message", f"message is not valid JSON ({exc})") from exc
+    system, question, refs = _from_chat(message, "message")
+    return RawSample(question, raw.get("answer"), refs, system)
+
+
+def _from_verl(raw: dict, spec: DataSpec) -> RawSample:
+    system, question, refs = _from_chat(raw.get("prompt"), "prompt")
+    reward = raw.get("reward_model")
+    truth = reward.get("ground_truth") if isinstance(reward, dict) else None
+    return RawSample(question, truth, refs + _as_list(raw.get("images")), system)
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    required: tuple[str, ...]  # columns that identify the layout
+    read: object
+
+    def columns(self, spec: DataSpec) -> tuple[str, ...]:
+        return (spec.question_key, spec.answer_key) if self.name in ("easyr1", "hf") \
+            else self.required
+
+
+LAYOUTS = {
+    "mmeureka": Layout("mmeureka", ("conversations", "answer"), _from_mmeureka),
+    "openrlhf": Layout("openrlhf", ("message", "answer"), _from_openrlhf),
+    "verl": Layout("verl", ("prompt", "reward_model"), _from_verl),
+    "easyr1": Layout("easyr1", (), _from_columns),
+    "hf": Layout("hf", (), _from_columns),
+}
+
+
+def detect_layout(first: dict, spec: DataSpec) -> Layout:
+    """The layout named by spec.format, or the one the first row's columns match."""
+    if spec.format != "auto":
+        layout = LAYOUTS[spec.format]
+        missing = [c for c in layout.columns(spec) if c not in first]
+        if missing:
+            raise PoolReadError(f"{spec.path}: missing column(s) {missing} for format "
+                                f"{spec.format}; columns found: {sorted(first)}")
+        return layout
+    found = [n for n in ("mmeureka", "openrlhf", "verl")
+             if all(c in first for c in LAYOUTS[n].required)]
+    if spec.question_key in first and spec.answer_key in first:
+        found.append("easyr1")
+    if len(found) > 1:
+        raise PoolReadError(f"{spec.path}: the columns fit several formats ({', '.join(found)})"
+                            "; pass format (--format) to choose one")
+    if not found:
+        missing = [k for k in (spec.question_key, spec.answer_key) if k not in first]
+        raise PoolReadError(
+            f"{spec.path}: missing column(s) {missing}; columns found: {sorted(first)}. Not "
+            "MM-Eureka (conversations, answer), OpenRLHF-M (message, answer) or verl (prompt, "
+            "reward_model) either: set question_key/answer_key/image_key to map the columns")
+    return LAYOUTS[found[0]]
+
+
+def source_fields(raw: dict) -> tuple[str | None, str | None]:
+    """The row's own id in its file and its verl data_source, when it has them."""
+    extra = raw.get("extra_info")
+    sid = raw.get("id", extra.get("index") if isinstance(extra, dict) else None)
+    source = raw.get("data_source")
+    return (None if sid is None else str(sid)), (None if source is None else str(source))
+
+
+def validate_row(sample: RawSample, base_dir: Path, images_dir: Path) -> dict:
     """One input row as a sample record, or RowError."""
-    question = _text(raw.get(spec.question_key), "question")
-    answer = _text(raw.get(spec.answer_key), "answer")
-    refs = _as_list(raw.get(spec.image_key))
+    question = _text(sample.question, "question")
+    answer = _text(sample.answer, "answer")
+    refs = sample.images
     n_slots = count_placeholders(question)
     if n_slots and n_slots != len(refs):
         raise RowError("placeholder_mismatch", f"question has {n_slots} <image> "
                        f"placeholder(s) but the row has {len(refs)} image(s)")
+    question = canonical_question(question, len(refs))
     paths, hashes = [], []
     for i, ref in enumerate(refs):
         data, path = _image_bytes(ref, base_dir)
         fmt = _check_decodable(data, f"image {i}")
         hashes.append(sha256_bytes(data))
         paths.append(_store_image(data, path, images_dir, fmt))
-    return {"sample_id": sample_id(question, answer, hashes), "question": question,
-            "answer": answer, "image_paths": paths, "image_sha256": hashes}
+    system = (sample.system or "").strip() or None
+    return {"sample_id": sample_id(question, answer, hashes, system), "question": question,
+            "answer": answer, "image_paths": paths, "image_sha256": hashes, "system": system}
 
 
 def _easy_vqa_rows(limit: int | None):
@@ -137,6 +287,27 @@ def _easy_vqa_rows(limit: int | None):
         yield {"problem": questions[i], "answer": answers[i], "images": [paths[image_ids[i]]]}
 
 
+class _BadLine(dict):
+    """A JSONL line that is not a JSON object: an error row, not the end of the read."""
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+
+def _jsonl_rows(path: Path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                yield _BadLine(f"line {number} is not valid JSON ({exc})")
+                continue
+            yield row if isinstance(row, dict) else _BadLine(f"line {number} is not an object")
+
+
 def _file_rows(path: Path):
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -145,10 +316,7 @@ def _file_rows(path: Path):
         for batch in load_from_disk(str(path)).data.to_batches():
             yield from batch.to_pylist()
     elif suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)
+        yield from _jsonl_rows(path)
     elif suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         yield from (data if isinstance(data, list) else data.get("data", []))
@@ -170,33 +338,30 @@ def _raw_rows(spec: DataSpec):
     return _file_rows(path), base.resolve()
 
 
-def _required_columns(first: dict, spec: DataSpec) -> None:
-    missing = [k for k in (spec.question_key, spec.answer_key) if k not in first]
-    if missing:
-        raise PoolReadError(f"{spec.path}: missing column(s) {missing}; columns found: "
-                            f"{sorted(first)} (set question_key/answer_key to map them)")
-
-
 def read_pool(spec: DataSpec, images_dir: Path) -> Pool:
     """Read and validate every row; duplicates of an earlier row are marked, not re-scored."""
     rows_iter, base_dir = _raw_rows(spec)
-    samples, rows, seen = [], [], set()
+    samples, rows, seen, layout = [], [], set(), None
     for i, raw in enumerate(rows_iter):
         if spec.limit is not None and i >= spec.limit:
             break
-        if i == 0:
-            _required_columns(raw, spec)
+        if isinstance(raw, _BadLine):
+            rows.append((i, None, "error", "bad_json", raw.message, None, None))
+            continue
+        layout = layout or detect_layout(raw, spec)
+        source_id, data_source = source_fields(raw)
         try:
-            rec = validate_row(raw, spec, base_dir, images_dir)
+            rec = validate_row(layout.read(raw, spec), base_dir, images_dir)
         except RowError as err:
-            rows.append((i, None, "error", err.code, str(err)))
+            rows.append((i, None, "error", err.code, str(err), source_id, data_source))
             continue
         status = "duplicate" if rec["sample_id"] in seen else "ok"
-        rows.append((i, rec["sample_id"], status, None, None))
+        rows.append((i, rec["sample_id"], status, None, None, source_id, data_source))
         if status == "ok":
             seen.add(rec["sample_id"])
             samples.append(rec)
     if not rows:
         raise PoolReadError(f"{spec.path}: the pool has no rows")
     return Pool(source=spec.path, samples=pl.DataFrame(samples, schema=SAMPLE_SCHEMA),
-                rows=pl.DataFrame(rows, schema=ROW_SCHEMA, orient="row"))
+                rows=pl.DataFrame(rows, schema=ROW_SCHEMA, orient="row"),
+                layout=layout.name if layout else "unknown")

@@ -16,7 +16,8 @@ import duckdb
 import polars as pl
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+MIGRATIONS = {"1": ("2", "migrations/v1_to_v2")}  # from: (to, folder of statements)
 _MIGRATED: set[Path] = set()  # files this process has already brought up to date
 
 
@@ -41,14 +42,29 @@ class Store:
         self.con = con
 
     def migrate(self) -> None:
-        """Create tables, macros and views (all idempotent), then check the version."""
-        for statement in _statements("schema") + _statements("macros") + _statements("views"):
+        """Create tables (idempotent), upgrade an older file in place, then macros and views."""
+        for statement in _statements("schema"):
             self.con.execute(statement)
         found = self.stored_version()
+        if found is not None and found != SCHEMA_VERSION:
+            self._upgrade(found)
+        for statement in _statements("macros") + _statements("views"):
+            self.con.execute(statement)
         if found is None:
             self.execute("writes/set_meta", key="schema_version", value=SCHEMA_VERSION)
-        else:
-            self.check_version(found)
+
+    def _upgrade(self, found: str) -> None:
+        """Step an older store up to SCHEMA_VERSION, each step in one transaction."""
+        version = found
+        while version != SCHEMA_VERSION:
+            if version not in MIGRATIONS:
+                self.check_version(version)
+            target, name = MIGRATIONS[version]
+            with self.transaction():
+                for statement in _statements(name):
+                    self.con.execute(statement)
+                self.execute("writes/set_meta", key="schema_version", value=target)
+            version = target
 
     def stored_version(self) -> str | None:
         """The schema version stamped in the file; None when it has none (a new file)."""
@@ -64,6 +80,9 @@ class Store:
         found = found or self.stored_version()
         if found is None:
             raise StoreError("not a rap store (no schema version)")
+        if found in MIGRATIONS:
+            raise StoreError(f"store schema version {found} is older than {SCHEMA_VERSION}: "
+                             "run `rap select` or `rap retune` once to upgrade it in place")
         if found != SCHEMA_VERSION:
             raise StoreError(f"store schema version {found} is not {SCHEMA_VERSION}; "
                              "this version of rap cannot use it")

@@ -41,7 +41,9 @@ def test_jsonl_relative_paths_resolve_against_the_file(pool_dir, tmp_path, monke
     first = pool.samples.row(0, named=True)
     assert first["image_paths"] == [str((pool_dir / "imgs" / "a.png").resolve())]
     red = (pool_dir / "imgs" / "a.png").read_bytes()
-    assert first["sample_id"] == sample_id("<image>What color?", "red", [sha256_bytes(red)])
+    # leading placeholders for all the images are the images-first prompt: stored without
+    assert first["question"] == "What color?"
+    assert first["sample_id"] == sample_id("What color?", "red", [sha256_bytes(red)])
     assert not (tmp_path / "cache").exists()  # files are referenced, not copied
 
 

@@ -76,6 +76,28 @@ def test_schema_version_mismatch_is_refused(tmp_path):
                 pass
 
 
+def test_a_schema_1_store_is_upgraded_in_place(tmp_path):
+    from rap_core import store as store_mod
+    path = tmp_path / "s.duckdb"
+    with open_store(path) as store:  # written, then taken back to schema 1's columns
+        store.upsert("samples", FRAMES["samples"])
+        for table, column in [("samples", "system"), ("pool_rows", "source_id"),
+                              ("pool_rows", "data_source")]:
+            store.con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        store.execute("writes/set_meta", key="schema_version", value="1")
+    store_mod._MIGRATED.clear()
+    with pytest.raises(StoreError, match="older than 2: run `rap select`"):
+        with open_store(path, read_only=True):
+            pass
+    with open_store(path) as store:
+        assert store.stored_version() == "2"
+        assert store.con.sql("SELECT count(*), count(system) FROM samples").fetchall() == [(2, 0)]
+        columns = {r[0] for r in store.con.sql("DESCRIBE pool_rows").fetchall()}
+        assert {"source_id", "data_source"} <= columns
+    with open_store(path, read_only=True) as store:
+        assert store.stored_version() == "2"
+
+
 def test_a_known_sample_keeps_its_first_record(tmp_path):
     with open_store(tmp_path / "s.duckdb") as store:
         store.upsert("samples", FRAMES["samples"])

@@ -1,6 +1,6 @@
 -- Samples with multimodal rollouts but no attention statistics yet, with the rollout to teacher-force
 -- (the first correct one, or the first one, as the ACE settings say).
-SELECT s.sample_id, s.question, s.image_paths, o.rollout_index, o.token_ids
+SELECT s.sample_id, s.question, s.image_paths, s.system, o.rollout_index, o.token_ids
 FROM pool_rows r
 JOIN samples s USING (sample_id)
 JOIN rollouts o ON o.sample_id = s.sample_id AND o.model_key = $model_key

@@ -1,5 +1,5 @@
 -- Samples of a pool that still need rollouts under one condition (no stored rollout, no stored error).
-SELECT s.sample_id, s.question, s.answer, s.image_paths
+SELECT s.sample_id, s.question, s.answer, s.image_paths, s.system
 FROM pool_rows r JOIN samples s USING (sample_id)
 WHERE r.pool_id = $pool_id AND r.row_status = 'ok' AND len(s.image_paths) > 0
   AND NOT EXISTS (SELECT 1 FROM rollouts o

@@ -6,5 +6,7 @@ CREATE TABLE IF NOT EXISTS pool_rows (
     row_status    VARCHAR NOT NULL,
     error_code    VARCHAR,
     error_message VARCHAR,
+    source_id     VARCHAR,  -- the row's own id in its file (id, extra_info.index), if any
+    data_source   VARCHAR,  -- verl's data_source, if any
     PRIMARY KEY (pool_id, source_row)
 );
