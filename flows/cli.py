@@ -8,6 +8,8 @@
     rap validate                                        # planted priors, question types
     rap experiment                                      # the miniature of the paper's claim
     rap server start | deploy | worker                  # Prefect server, deployments, worker
+    rap export --format verl --out sel.parquet          # a selection for a trainer
+    rap export --check sel.parquet --format verl        # check a trainer file
 """
 
 from __future__ import annotations
@@ -117,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
                             help="training questions RAP selects from (3000)")
     experiment.add_argument("--epochs", type=_bounded(float, 0.0, 100.0, open_=True),
                             default=3.0, help="epochs over each subset (3)")
+    export = sub.add_parser("export", help="write a selection run for a trainer (easyr1, "
+                            "verl, openrlhf, hf), or check a file against a trainer's rules")
+    export.add_argument("--format", required=True, choices=["easyr1", "verl", "openrlhf", "hf"])
+    export.add_argument("--run", help="selection run (default: the latest)")
+    export.add_argument("--out", help="file (folder for hf) to write (default: "
+                        "rap_data/exports/<run>/<format>.<ext>)")
+    export.add_argument("--data-source", help="verl data_source (default: the pool's, else rap)")
+    export.add_argument("--check", metavar="PATH", help="check PATH against the format's rules "
+                        "instead of exporting; prints each violation with its row")
     server = sub.add_parser("server", help="a Prefect server, the deployments of prefect.yaml "
                             "and a worker, for `prefect deployment run rap/select`")
     action = server.add_subparsers(dest="action", required=True)
@@ -216,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from flows.server import ServerError
+    from rap_core.export import ExportError
     from rap_core.hf_loading import ModelLoadError
     from rap_core.readers import PoolReadError
     from rap_core.store import StoreError
@@ -232,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
                               model=args.model, phrasing=args.phrasing)
             print(report["text"])
             print(f"\nreport written to {report['report_path']}")
+        elif args.command == "export":
+            from flows.export import check_file, export_run
+            if args.check:
+                return check_file(args.check, args.format, _say)
+            export_run(settings, args.run, args.format, args.out, args.data_source, _say)
         elif args.command == "server":
             from flows import server
             if args.action == "start":
@@ -249,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             params = params_from_args(args)
             from flows.rap import run_flow
             print(format_summary(run_flow(params), settings))
-    except (ValidationError, PoolReadError, ModelLoadError, StoreError, ServerError) as exc:
+    except (ValidationError, PoolReadError, ModelLoadError, StoreError, ServerError,
+            ExportError) as exc:
         print(f"rap: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

@@ -186,7 +186,8 @@ def run_rap(params: RapParams) -> dict:
     run = _run_record(params, keys, inputs.height, inferred, stored)
     run["n_selected"] = int((decisions["state"] == "selected").sum())
     result = write_selection(settings, run, decisions)
-    export_path = export_selection(settings, run["run_id"]) if params.export else None
+    export_path = (export_selection(settings, run["run_id"], keys["pool_id"])
+                   if params.export else None)
     mlflow_id = (track(settings, run, params.model_dump(), result, decisions, export_path)
                  if params.track else None)
     summary = {"run_id": run["run_id"], "mode": params.mode, "funnel": result["funnel"],

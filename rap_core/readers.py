@@ -1,11 +1,16 @@
 """Reading a pool into sample records, one validated row at a time.
 
-Inputs: EasyR1-layout JSONL / JSON / Parquet (question with `<image>` placeholders, answer,
-images as paths relative to the file, {bytes, path} structs or raw bytes), a `datasets`
-folder written by save_to_disk, or the embedded easy-VQA default. A bad row becomes an
-error row with a specific code; it never stops the read.
+Layouts (auto-detected from the first row's columns, or named by DataSpec.format):
+  easyr1    JSONL / JSON / Parquet: question with `<image>` placeholders, answer, images as
+            paths (relative to the file or image_dir), {bytes, path} structs or raw bytes
+  hf        a `datasets` save_to_disk folder or Parquet with an Image feature (same columns)
+  mmeureka  MM-Eureka JSONL: id, conversations (system/user turns), answer, image_urls
+  openrlhf  OpenRLHF-M JSONL: message (stringified OpenAI-style turns with image items), answer
+  verl      Parquet: prompt (chat list), images, reward_model.ground_truth, data_source,
+            extra_info.index
+Every layout becomes the same record (question, answer, images, system prompt). A bad row
+becomes an error row with a specific code; it never stops the read.
 """
-
 from __future__ import annotations
 
 import io
@@ -134,9 +139,11 @@ class RawSample:
 # --- layouts: each turns one raw row into a RawSample (or RowError) --------------------------
 
 def _from_columns(raw: dict, spec: DataSpec) -> RawSample:
-    """EasyR1 / HF layout: question, answer, images columns (names from the spec)."""
+    """EasyR1 / HF layout: question, answer, images columns (names from the spec); a `system`
+    column, when there is one, is the sample's system prompt."""
+    system = raw.get("system")
     return RawSample(raw.get(spec.question_key), raw.get(spec.answer_key),
-                     _as_list(raw.get(spec.image_key)))
+                     _as_list(raw.get(spec.image_key)), system if isinstance(system, str) else None)
 
 
 def _chat_text(content, where: str) -> tuple[str, list]:
@@ -338,6 +345,14 @@ def _raw_rows(spec: DataSpec):
     return _file_rows(path), base.resolve()
 
 
+def _layout_name(layout: Layout | None, spec: DataSpec) -> str:
+    if layout is None:
+        return "unknown"
+    if layout.name == "easyr1" and spec.path != BUILTIN_DATA and Path(spec.path).is_dir():
+        return "hf"
+    return layout.name
+
+
 def read_pool(spec: DataSpec, images_dir: Path) -> Pool:
     """Read and validate every row; duplicates of an earlier row are marked, not re-scored."""
     rows_iter, base_dir = _raw_rows(spec)
@@ -364,4 +379,4 @@ def read_pool(spec: DataSpec, images_dir: Path) -> Pool:
         raise PoolReadError(f"{spec.path}: the pool has no rows")
     return Pool(source=spec.path, samples=pl.DataFrame(samples, schema=SAMPLE_SCHEMA),
                 rows=pl.DataFrame(rows, schema=ROW_SCHEMA, orient="row"),
-                layout=layout.name if layout else "unknown")
+                layout=_layout_name(layout, spec))

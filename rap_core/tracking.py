@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from rap_core.export import manifest_path
 from rap_core.settings import Settings
 
 HISTOGRAMS = {"d": "D(x) = acc_mm - acc_text", "psi": "ACE psi", "acc_mm": "acc_mm"}
@@ -91,4 +92,15 @@ def log_selection(settings: Settings, run: dict, params: dict, funnel: dict,
             mlflow.log_artifacts(tmp, artifact_path="selection")
         if export_path:
             mlflow.log_param("export_path", export_path)
+            manifest = manifest_path(Path(export_path))
+            if manifest.is_file():
+                mlflow.log_artifact(str(manifest), artifact_path="exports")
         return active.info.run_id
+
+
+def log_export(settings: Settings, mlflow_run_id: str, manifest: dict) -> None:
+    """Attach an export's manifest to the MLflow run of its selection."""
+    from mlflow import MlflowClient
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    client.log_artifact(mlflow_run_id, manifest["manifest_path"], artifact_path="exports")
+    client.set_tag(mlflow_run_id, f"export.{manifest['format']}", manifest["path"])

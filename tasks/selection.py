@@ -6,7 +6,7 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rap_core.export import write_easyr1
+from rap_core.export import write_export
 from rap_core.selection import DECISION_COLUMNS
 from rap_core.settings import Settings
 from rap_core.store import open_store
@@ -26,13 +26,14 @@ def write_selection(settings: Settings, run: dict, decisions: pl.DataFrame) -> d
 
 
 @task(name="export-easyr1", cache_policy=NO_CACHE, retries=1)
-def export_selection(settings: Settings, run_id: str) -> str:
-    """Write the selected samples as EasyR1 Parquet with embedded image bytes."""
+def export_selection(settings: Settings, run_id: str, pool_id: str) -> str:
+    """Write the selected samples as EasyR1 Parquet with embedded image bytes (+ manifest)."""
     with open_store(settings.duckdb_path) as store:
         selected = store.query("queries/selected_rows", run_id=run_id)
-    path = write_easyr1(selected, settings.exports_dir / run_id / "easyr1.parquet")
-    get_run_logger().info("exported %d samples to %s", selected.height, path)
-    return str(path)
+    manifest = write_export(selected, "easyr1", settings.exports_dir / run_id / "easyr1.parquet",
+                            run_id, pool_id)
+    get_run_logger().info("exported %d samples to %s", selected.height, manifest["path"])
+    return manifest["path"]
 
 
 @task(name="track", cache_policy=NO_CACHE, retries=1)

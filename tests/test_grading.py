@@ -52,3 +52,164 @@ def test_grading_works_off_the_main_thread():
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(is_correct, "0.5", "1/2").result() is True
+
+
+@pytest.mark.parametrize("response, expected", [
+    ("<think>so \\boxed{3}</think><answer>4</answer>", "4"),
+    ("<think>...</think> <answer>the area is \\boxed{12 \\text{ cm}^2}</answer>",
+     "12 \\text{ cm}^2"),
+    ("<think>\\boxed{3}</think><answer>4", "3"),  # unclosed tag: fall back to \boxed{}
+    ("unbalanced \\boxed{\\frac{3}{4} and answer: 5", "5"),
+])
+def test_extract_answer_tags_and_odd_input(response, expected):
+    assert extract_answer(response) == expected
+
+
+@pytest.mark.parametrize("reference, response, correct", [
+    # LaTeX against plain numbers
+    ("\\frac{3}{4}", "answer: 3/4", True),
+    ("\\frac{3}{4}", "answer: 0.75", True),
+    ("\\frac{3}{4}", "answer: \\dfrac{3}{4}", True),
+    ("\\frac{3}{4}", "answer: $\\frac{3}{4}$", True),
+    ("\\frac{3}{4}", "so it is \\boxed{0.75}", True),
+    ("0.75", "\\boxed{\\frac{3}{4}}", True),
+    ("\\frac{3}{4}", "answer: 4/3", False),
+    ("\\frac{3}{4}", "answer: 0.7", False),
+    ("2\\sqrt{3}", "answer: 2\\sqrt{3} cm", True),
+    # units: dropped from the end of a number only
+    ("12 cm", "answer: 12", True),
+    ("12 cm", "answer: 12 cm", True),
+    ("12 cm", "answer: 12cm", True),
+    ("12 cm", "answer: 12 \\text{cm}", True),
+    ("12 cm", "\\boxed{12 \\text{ cm}}", True),
+    ("12\\text{ cm}", "answer: 12", True),
+    ("12\\text{ cm}", "\\boxed{12 \\text{ cm}}", True),
+    ("12 \\mathrm{cm}", "answer: 12cm", True),
+    ("12", "answer: 12\\,\\mathrm{cm}", True),
+    ("12 cm", "answer: 13 cm", False),
+    ("12\\text{ cm}", "answer: 13", False),
+    ("48", "answer: 48 cm^2", True),
+    ("48", "answer: 48 cm²", True),
+    ("48 \\text{cm}^{2}", "answer: 48", True),
+    ("48", "answer: 48 square units", True),
+    ("30", "answer: 30^\\circ", True),
+    ("30", "answer: 30^{\\circ}", True),
+    ("30", "answer: 30°", True),
+    ("30", "answer: 30 degrees", True),
+    ("30^\\circ", "answer: 30", True),
+    ("30", "answer: 60°", False),
+    ("50\\%", "answer: 50", True),
+    ("50\\%", "answer: 50%", True),
+    ("50", "answer: 50 percent", True),
+    ("50\\%", "answer: 40%", False),
+    ("in", "answer: in", True),  # a unit word alone is an answer, not a unit
+    ("cm", "answer: m", False),
+    ("the cat", "answer: cat", False),  # no word is dropped from a non-numeric answer
+    # yes/no
+    ("\\text{yes}", "answer: yes", True),
+    ("yes", "answer: Yes.", True),
+    ("yes", "answer: \\text{Yes}", True),
+    ("yes", "answer: no", False),
+])
+def test_grade_math_and_units(reference, response, correct):
+    assert grade(reference, response)[1] is correct
+
+
+@pytest.mark.parametrize("reference, response, correct", [
+    ("B", "answer: B", True),
+    ("B", "answer: (B)", True),
+    ("B", "answer: B.", True),
+    ("B", "answer: B)", True),
+    ("B", "\\boxed{\\text{B}}", True),
+    ("B", "answer: option B", True),
+    ("B", "answer: (B) 12 cm", True),
+    ("B", "answer: B: 12 cm", True),
+    ("B", "answer: B. 12 cm", True),
+    ("B", "<answer>B</answer>", True),
+    ("B", "answer: **B**", True),
+    ("B", "answer: A", False),
+    ("B", "answer: (C) 12 cm", False),
+    ("B", "answer: 12 cm", False),  # without the question, a text is not a letter
+    ("12 cm", "answer: B", False),
+    ("12 cm", "answer: (B) 12 cm", True),  # the option text stated with its letter
+    ("12 cm", "answer: (B) 10 cm", False),
+])
+def test_grade_choices(reference, response, correct):
+    assert grade(reference, response)[1] is correct
+
+
+LINES = "Find AB.\nA. 10 cm\nB. 12 cm\nC. 14 cm\nD. 16 cm"
+PARENS = "What is the length of AB? (A) 10 cm (B) 12 cm (C) 14 cm (D) 16 cm"
+COLONS = "In triangle A. B, find x.\nChoices:\nA: 10 cm\nB: 12 cm\nC: 14 cm\nD: 16 cm"
+INLINE = "Find x. Choices: A:10 B:12 C:14 D:16"
+
+
+@pytest.mark.parametrize("question", [LINES, PARENS, COLONS, INLINE])
+@pytest.mark.parametrize("reference, response, correct", [
+    ("B", "answer: 12 cm", True),
+    ("B", "answer: 12", True),
+    ("B", "\\boxed{12\\text{ cm}}", True),
+    ("B", "answer: 14 cm", False),
+    ("B", "answer: 11", False),
+    ("B", "answer: B", True),
+    ("B", "answer: (C) 12 cm", False),  # the letter is the answer
+    ("12 cm", "answer: B", True),
+    ("12", "answer: (B)", True),
+    ("12 cm", "answer: C", False),
+    ("12 cm", "answer: E", False),
+    ("12 cm", "answer: 12", True),
+])
+def test_grade_choices_with_question(question, reference, response, correct):
+    assert grade(reference, response, question=question)[1] is correct
+
+
+@pytest.mark.parametrize("question, reference, extracted, correct", [
+    # several options state the answer: it does not pick one
+    ("A. 12 cm\nB. 12 m", "A", "12", False),
+    ("A. 12 cm\nB. 12 m", "A", "12 cm", True),
+    # no options in the question: plain comparison
+    ("How long is AB?", "B", "12 cm", False),
+    ("How long is AB?", "12 cm", "12", True),
+    ("Is the shape a circle? A: yes B: no", "A", "yes", True),
+    ("Is the shape a circle? A: yes B: no", "yes", "B", False),
+])
+def test_is_correct_with_question(question, reference, extracted, correct):
+    assert is_correct(reference, extracted, question=question) is correct
+
+
+@pytest.mark.parametrize("reference, extracted", [
+    ("", "12"), ("12", ""), ("\\frac{3}{4", "\\frac{3}{4}"), ("}{", "{{"), ("B", "(("),
+    ("12", "{" * 3000), ("12", "1+" * 2500 + "1"), ("B", "A. " * 2000),
+])
+def test_odd_input_is_graded_not_raised(reference, extracted):
+    assert is_correct(reference, extracted, question=extracted) in (True, False)
+
+
+def test_long_response_is_graded_quickly():
+    import time
+    response = "reasoning " * 499 + "\\boxed{12}"
+    assert len(response) == 5000
+    started = time.perf_counter()
+    assert grade("12 cm", response) == ("12", True)
+    assert grade("12", "answer" + " " * 5000 + "x")[1] is False
+    assert grade("12", "x" * 5000) == (None, False)
+    assert grade("B", "answer: " + "B" * 5000, question="A. " * 2500)[1] is False
+    assert time.perf_counter() - started < 2
+
+
+def test_labels_do_not_call_math_verify(monkeypatch):
+    import rap_core.grading as grading
+
+    def fail(*_):
+        raise AssertionError("math-verify called for plain labels")
+    monkeypatch.setattr(grading, "_math_equal", fail)
+    assert grade("B", "answer: (B) 12 cm")[1] is True
+    assert grade("B", "answer: C", question=PARENS)[1] is False
+    assert grade("yes", "answer: Yes.")[1] is True
+    assert grade("12 cm", "answer: 12cm")[1] is True
+    assert grade("blue", "answer: red")[1] is False
+
+
+def test_grader_version():
+    from rap_core.grading import GRADER_VERSION
+    assert GRADER_VERSION == "grader-v3"

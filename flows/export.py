@@ -1,0 +1,56 @@
+"""`rap export`: write a stored selection for a trainer, or check a trainer file.
+
+    rap export --format verl --out selected.parquet        # the latest run
+    rap export --run 20261127-214003-80b370 --format openrlhf --out sel/selected.jsonl
+    rap export --check selected.parquet --format verl       # each violation with its row
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rap_core.export import write_export
+from rap_core.export_check import check_export
+from rap_core.settings import Settings
+from rap_core.store import StoreError, open_store
+
+DEFAULT_NAMES = {"easyr1": "easyr1.parquet", "verl": "verl.parquet",
+                 "openrlhf": "openrlhf.jsonl", "hf": "hf"}
+
+
+def export_run(settings: Settings, run_id: str | None, fmt: str, out: str | None,
+               data_source: str | None = None, say=print) -> dict:
+    """Export one selection run; the manifest goes beside the file and to its MLflow run."""
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        found = store.query("queries/run_by_id", run_id=run_id).to_dicts()
+        if not found:
+            raise StoreError(f"no selection run {run_id!r}" if run_id else
+                             "no selection run to export: run `rap select` first")
+        run = found[0]
+        selected = store.query("queries/selected_rows", run_id=run["run_id"])
+    target = Path(out) if out else settings.exports_dir / run["run_id"] / DEFAULT_NAMES[fmt]
+    manifest = write_export(selected, fmt, target, run["run_id"], run["pool_id"], data_source)
+    say(f"exported {manifest['rows']} samples of run {run['run_id']} as {fmt}: "
+        f"{manifest['path']}\n  manifest {manifest['manifest_path']}")
+    if run.get("mlflow_run_id"):
+        from rap_core.tracking import log_export
+        try:
+            log_export(settings, run["mlflow_run_id"], manifest)
+            say(f"  logged to MLflow run {run['mlflow_run_id']}")
+        except Exception as exc:  # the file is written; tracking is a record of it
+            say(f"  MLflow logging failed ({exc}); the export itself is complete")
+    return manifest
+
+
+def check_file(path: str, fmt: str, say=print) -> int:
+    """Print every violation; 0 when the file follows fmt's rules, 1 otherwise."""
+    violations = check_export(Path(path), fmt)
+    for violation in violations:
+        say(str(violation))
+    if violations:
+        rows = {v.row for v in violations if v.row is not None}
+        say(f"{len(violations)} violation(s) of the {fmt} rules"
+            + (f" in {len(rows)} row(s)" if rows else ""))
+        return 1
+    say(f"OK: {path} follows the {fmt} rules")
+    return 0
