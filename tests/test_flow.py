@@ -180,3 +180,28 @@ def test_cli_retune_without_a_previous_run_is_refused(settings, capsys, monkeypa
         pass
     assert cli.main(["retune"]) == 2
     assert "no selection run to retune" in capsys.readouterr().err
+
+
+def test_rap_export_writes_checks_and_logs_each_format(settings, tiny, tmp_path, monkeypatch):
+    from flows import cli
+    monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
+    summary = run(data=DataSpec(limit=6), model=tiny, rollout=SMALL,
+                  thresholds=Thresholds(lambda_c=-1.0, lambda_a=1e6))
+    selected = summary["funnel"]["after_drm"]
+    assert selected > 0
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    mlflow_id = summary["mlflow_run_id"]
+    logged = {a.path for a in client.list_artifacts(mlflow_id, "exports")}
+    assert "exports/easyr1.parquet.manifest.json" in logged  # the flow's own export
+    for fmt, name in [("verl", "sel.parquet"), ("openrlhf", "sel.jsonl"), ("hf", "sel")]:
+        out = tmp_path / fmt / name
+        assert cli.main(["export", "--format", fmt, "--out", str(out)]) == 0
+        assert cli.main(["export", "--check", str(out), "--format", fmt]) == 0
+        manifest = json.loads((out.parent / f"{name}.manifest.json").read_text())
+        assert manifest["rows"] == selected and manifest["selection_run"] == summary["run_id"]
+        logged = {a.path for a in client.list_artifacts(mlflow_id, "exports")}
+        assert f"exports/{name}.manifest.json" in logged
+        assert client.get_run(mlflow_id).data.tags[f"export.{fmt}"] == str(out.resolve())
+    assert cli.main(["export", "--check", str(tmp_path / "verl" / "sel.parquet"),
+                     "--format", "easyr1"]) == 1
+    assert cli.main(["export", "--run", "nope", "--format", "verl"]) == 2
