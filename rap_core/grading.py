@@ -19,8 +19,10 @@ _MATHY_RE = re.compile(r"[\d\\^=/]")
 _SPACING_RE = re.compile(r"\\[,;:! ]|\\q?quad\b|~")
 _FRAC_RE = re.compile(r"\\[dt]frac\b")
 MAX_LAST_LINE = 40
-# math-verify is slow on long or pathological input, and has no timeout off the main thread
+# math-verify is slow on long or pathological input, and has no timeout off the main thread:
+# sympy evaluates numeric power towers and big factorials exactly (10^{10^{10}} never ends).
 MAX_MATH_LEN = 200
+_UNSAFE_MATH_RE = re.compile(r"\d\s*\^\s*\{?\s*[\d.]+\s*\^|\^\s*\{?\s*-?\d{8}|\d{5}\s*!|[)}]\s*!")
 
 # A number, possibly in LaTeX (2\sqrt{3}, \frac{40}{3}, 4\pi); units are only dropped after one.
 _NUMBER_RE = re.compile(r"[-+]?(?:\d|[.,/{}()\s]|\\(?:frac|sqrt|pi)(?![a-z]))+")
@@ -136,7 +138,7 @@ def _same(reference: str, extracted: str) -> bool:
     if not (_MATHY_RE.search(gold) and _MATHY_RE.search(pred)):
         return False
     gold, pred = _math_form(reference), _math_form(extracted)
-    if max(len(gold), len(pred)) > MAX_MATH_LEN:
+    if max(len(gold), len(pred)) > MAX_MATH_LEN or _UNSAFE_MATH_RE.search(gold + " " + pred):
         return False
     return _math_equal(gold, pred)
 
@@ -193,23 +195,26 @@ def _option_for(options: dict[str, str], answer: str) -> str | None:
 def is_correct(reference: str, extracted: str | None, *, question: str | None = None) -> bool:
     """Grade one extracted answer against the reference answer.
 
-    A choice letter matches the same letter. When the question lists options, an answer
-    that is not a letter stands for the one option whose text it states (none or several:
-    wrong); without them, a letter leading an option's text ('(B) 12 cm') is that text."""
+    A choice letter matches the same letter. When the question lists options, any other
+    answer stands for the one option whose text it states (none or several: wrong); without
+    them, a letter leading an option's text ('(B) 12 cm') stands for that text."""
     if extracted is None or not extracted.strip() or not reference.strip():
         return False
     gold_letter, gold_text = _choice(reference)
     pred_letter, pred_text = _choice(extracted)
+    if not (gold_letter or pred_letter):
+        return _same(reference, extracted)
+    options = _options(question) if question and gold_letter != pred_letter else {}
+    if options:
+        # a letter that names no option is an answer like any other ('O' in 'A. O  B. P')
+        if gold_letter not in options:
+            gold_letter = _option_for(options, reference)
+        if pred_letter not in options:
+            pred_letter = _option_for(options, extracted)
+        return gold_letter is not None and gold_letter == pred_letter
     if gold_letter and pred_letter:
         return gold_letter == pred_letter
-    if gold_letter or pred_letter:
-        options = _options(question) if question else {}
-        if options:
-            gold_letter = gold_letter or _option_for(options, reference)
-            pred_letter = pred_letter or _option_for(options, extracted)
-            return gold_letter is not None and gold_letter == pred_letter
-        reference, extracted = gold_text or reference, pred_text or extracted
-    return _same(reference, extracted)
+    return _same(gold_text or reference, pred_text or extracted)
 
 
 def grade(reference: str, response: str, *,

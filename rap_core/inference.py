@@ -58,7 +58,7 @@ def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: Rol
             errors.append(_errors(item.sample_id, result, model_key, settings_key, stage))
             continue
         for index, response in enumerate(result):
-            extracted, correct = grade(answer, response.text)
+            extracted, correct = grade(answer, response.text, question=item.question)
             facts.append({"sample_id": item.sample_id, "model_key": model_key,
                           "settings_key": settings_key, "condition": condition,
                           "rollout_index": index, "response": response.text,

@@ -172,6 +172,12 @@ def test_grade_choices_with_question(question, reference, response, correct):
     ("How long is AB?", "12 cm", "12", True),
     ("Is the shape a circle? A: yes B: no", "A", "yes", True),
     ("Is the shape a circle? A: yes B: no", "yes", "B", False),
+    # options that are letters themselves: the option letter still decides
+    ("Which point is the centre? A. O B. P C. Q", "O", "A", True),
+    ("Which point is the centre? A. O B. P C. Q", "O", "B", False),
+    ("Which point is the centre? A. O B. P C. Q", "A", "O", True),
+    ("Which point is the centre? A. O B. P C. Q", "A", "P", False),
+    ("Which point is the centre? A. O B. P C. Q", "C", "Q", True),
 ])
 def test_is_correct_with_question(question, reference, extracted, correct):
     assert is_correct(reference, extracted, question=question) is correct
@@ -195,6 +201,18 @@ def test_long_response_is_graded_quickly():
     assert grade("12", "x" * 5000) == (None, False)
     assert grade("B", "answer: " + "B" * 5000, question="A. " * 2500)[1] is False
     assert time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize("extracted", [
+    "2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2^2",
+    "9^{9^{9^{9}}}", "10^{10^{10}}", "2^{100000000}", "1000000!", "(100!)!", "10^{100}!",
+])
+def test_explosive_math_is_not_evaluated(extracted):
+    """sympy would compute these exactly: minutes, and forever off the main thread."""
+    import time
+    started = time.perf_counter()
+    assert is_correct("12", extracted) is False
+    assert time.perf_counter() - started < 1
 
 
 def test_labels_do_not_call_math_verify(monkeypatch):
