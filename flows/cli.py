@@ -4,6 +4,7 @@
     rap retune [--run RUN] [--lambda-c 0.3 ...]         # re-select from stored facts only
     rap query "SELECT * FROM funnel"                    # read-only SQL over the store
     rap runs                                            # the selection runs so far
+    rap track [--run RUN]                               # log a stored run to MLflow later
     rap demo-model [--retrain]                          # train / show the embedded model
     rap validate                                        # planted priors, question types
     rap experiment                                      # the miniature of the paper's claim
@@ -66,6 +67,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="do not write the EasyR1 Parquet export")
     p.add_argument("--no-track", dest="track", action="store_false", default=True,
                    help="do not log the run to MLflow")
+    p.add_argument("--wait-for-lock", dest="wait_for_lock", type=_bounded(float, 0, 86400),
+                   metavar="SECONDS", help="if another run is writing to the data folder, "
+                   "wait this long for it (default: stop at once, naming it)")
 
 
 def _bounded(cast, low, high, open_: bool = False):
@@ -98,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql", help="the SQL statement")
     query.add_argument("--max-rows", type=int, default=50)
     sub.add_parser("runs", help="list selection runs")
+    tracking = sub.add_parser("track", help="log a stored selection run to MLflow (e.g. when "
+                              "MLflow could not be reached during the run)")
+    tracking.add_argument("--run", help="the run (default: the latest)")
+    tracking.add_argument("--force", action="store_true", help="log it again even if it "
+                          "already has an MLflow run")
     demo = sub.add_parser("demo-model", help="train (first use) or show the embedded "
                           "easy-VQA model and its test accuracy")
     demo.add_argument("--retrain", action="store_true", help="train it again from scratch")
@@ -180,10 +189,15 @@ def format_summary(summary: dict, settings: Settings) -> str:
     lines += [f"  samples inferred {summary['samples_inferred']}, "
               f"found stored {summary['samples_stored']}",
               f"  DuckDB      {summary['duckdb_path']}",
-              f"  MLflow run  {summary['mlflow_run_id'] or '(not tracked)'}  "
-              f"[{settings.mlflow_tracking_uri}]",
+              f"  MLflow run  {_tracking(summary)}  [{settings.mlflow_tracking_uri}]",
               f"  export      {summary['export_path'] or '(none)'}"]
     return "\n".join(lines)
+
+
+def _tracking(summary: dict) -> str:
+    if summary.get("tracking_failed"):
+        return f"(logging FAILED, the selection is stored: rap track --run {summary['run_id']})"
+    return summary["mlflow_run_id"] or "(not tracked)"
 
 
 def _say(line: str) -> None:
@@ -244,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
                               model=args.model, phrasing=args.phrasing)
             print(report["text"])
             print(f"\nreport written to {report['report_path']}")
+        elif args.command == "track":
+            from rap_core.tracking import track_stored_run
+            run = track_stored_run(settings, args.run, args.force)
+            print(f"run {run['run_id']} logged to MLflow as {run['mlflow_run_id']} "
+                  f"[{settings.mlflow_tracking_uri}]")
         elif args.command == "export":
             from flows.export import check_file, export_run
             if args.check:

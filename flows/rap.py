@@ -29,6 +29,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from flows.report import selection_markdown
 from rap_core.params import (FLOW_PARAMETERS, RapParams, flat_params, flow_parameter_fields,
                              params_from_flat)
+from rap_core.lock import RunLock
 from rap_core.settings import Settings
 from rap_core.store import StoreError, open_store
 from tasks.estimate import cde_ace_filter, estimate_difficulty, replacement
@@ -178,6 +179,11 @@ def _prepare_retune(params: RapParams, settings: Settings) -> tuple[dict, int, i
 def run_rap(params: RapParams) -> dict:
     """The flow's body: select (or retune), store, export, track; returns the run summary."""
     settings = Settings.from_env()
+    with RunLock(settings.data_dir, params.wait_for_lock, get_run_logger().warning):
+        return _select(params, settings)
+
+
+def _select(params: RapParams, settings: Settings) -> dict:
     prepare = _prepare_retune if params.mode == "retune" else _prepare_select
     keys, inferred, stored = prepare(params, settings)
     th = params.thresholds
@@ -193,7 +199,8 @@ def run_rap(params: RapParams) -> dict:
     summary = {"run_id": run["run_id"], "mode": params.mode, "funnel": result["funnel"],
                "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
                "samples_stored": stored, "duckdb_path": str(settings.duckdb_path),
-               "export_path": export_path, "mlflow_run_id": mlflow_id, **keys}
+               "export_path": export_path, "mlflow_run_id": mlflow_id,
+               "tracking_failed": params.track and mlflow_id is None, **keys}
     _shown_only(create_markdown_artifact,
                 selection_markdown(summary, settings.mlflow_tracking_uri), key="rap-selection",
                 description=f"RAP {params.mode} run {run['run_id']}: {run['n_selected']} "

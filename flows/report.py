@@ -27,7 +27,9 @@ def selection_markdown(summary: dict, tracking_uri: str, top: int = 8) -> str:
                .head(top))
     run = summary["run_id"]
     mlflow = (f"`{summary['mlflow_run_id']}` (tracking URI `{tracking_uri}`)"
-              if summary["mlflow_run_id"] else "not tracked")
+              if summary["mlflow_run_id"] else
+              f"logging FAILED (`{tracking_uri}`); the selection is stored: "
+              f"`rap track --run {run}`" if summary.get("tracking_failed") else "not tracked")
     return "\n".join([
         f"# RAP {summary['mode']} run `{run}`", "",
         markdown_table(funnel), "",

@@ -106,6 +106,8 @@ class RapParams(BaseModel):
     shard_size: int = Field(256, ge=1, description="Samples per inference task")
     batch_size: int = Field(8, ge=1, description="Samples per forward/generate call")
     export: bool = Field(True, description="Write the selected subset as EasyR1 Parquet")
+    wait_for_lock: float = Field(0.0, ge=0.0, le=86400.0, description="Seconds to wait for "
+                                 "another run writing the same data folder (0: stop at once)")
     track: bool = Field(True, description="Log the run to MLflow")
 
 
@@ -126,6 +128,7 @@ FLOW_PARAMETERS: dict[str, tuple[str | None, str]] = {
     **{name: ("thresholds", name) for name in Thresholds.model_fields},
     "shard_size": (None, "shard_size"), "batch_size": (None, "batch_size"),
     "export": (None, "export"), "track": (None, "track"),
+    "wait_for_lock": (None, "wait_for_lock"),
 }
 
 

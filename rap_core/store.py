@@ -9,6 +9,7 @@ owns it (the flow), briefly, and read-only everywhere else.
 from __future__ import annotations
 
 import functools
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,6 +117,27 @@ class Store:
         self.con.execute("COMMIT")
 
 
+# DuckDB lets one process hold the file at a time; runs hold it for one batch, so others wait.
+LOCK_WAIT_S = {True: 15.0, False: 300.0}  # read-only, writer
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + LOCK_WAIT_S[read_only]
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"cannot open {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                from rap_core.lock import describe, holder
+                raise StoreError(
+                    f"{path} is in use by another process ({describe(holder(path.parent))} "
+                    f"holds the run lock) and stayed so for {LOCK_WAIT_S[read_only]:.0f} s; "
+                    "runs release it between batches, so try again") from exc
+            time.sleep(0.2)
+
+
 @contextmanager
 def open_store(path: Path, read_only: bool = False):
     """Open the store; writers migrate it first."""
@@ -123,10 +145,7 @@ def open_store(path: Path, read_only: bool = False):
     if read_only and not path.exists():
         raise StoreError(f"no store at {path}: run `rap select` first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        raise StoreError(f"cannot open {path}: {exc}") from exc
+    con = _connect(path, read_only)
     try:
         store = Store(con)
         # DDL once per process and file; a file recreated since (unstamped) is set up again

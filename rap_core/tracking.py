@@ -98,6 +98,32 @@ def log_selection(settings: Settings, run: dict, params: dict, funnel: dict,
         return active.info.run_id
 
 
+def track_stored_run(settings: Settings, run_id: str | None, force: bool = False) -> dict:
+    """Log a stored selection run to MLflow from the store alone (e.g. after MLflow was
+    unreachable during the run); returns the run record with its new mlflow_run_id."""
+    import json
+
+    from rap_core.store import StoreError, open_store
+    with open_store(settings.duckdb_path) as store:
+        found = store.query("queries/run_by_id", run_id=run_id).to_dicts()
+        if not found:
+            raise StoreError(f"no selection run {run_id!r}" if run_id else "no selection run")
+        run = found[0]
+        if run["mlflow_run_id"] and not force:
+            raise StoreError(f"run {run['run_id']} is already in MLflow as "
+                             f"{run['mlflow_run_id']} (pass --force to log it again)")
+        funnel = store.query("queries/funnel_of_run", run_id=run["run_id"]).to_dicts()[0]
+        reasons = store.query("queries/reasons_of_run", run_id=run["run_id"])
+        decisions = store.query("queries/decisions_of_run", run_id=run["run_id"])
+    funnel = {k: v for k, v in funnel.items() if k != "run_id"}
+    mlflow_id = log_selection(settings, run, json.loads(run["params"]), funnel, reasons,
+                              decisions, run["export_path"])
+    with open_store(settings.duckdb_path) as store:
+        store.execute("writes/set_run_tracking", run_id=run["run_id"],
+                      mlflow_run_id=mlflow_id, export_path=run["export_path"])
+    return {**run, "mlflow_run_id": mlflow_id}
+
+
 def log_export(settings: Settings, mlflow_run_id: str, manifest: dict) -> None:
     """Attach an export's manifest to the MLflow run of its selection."""
     from mlflow import MlflowClient

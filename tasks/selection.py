@@ -32,17 +32,26 @@ def export_selection(settings: Settings, run_id: str, pool_id: str) -> str:
         selected = store.query("queries/selected_rows", run_id=run_id)
     manifest = write_export(selected, "easyr1", settings.exports_dir / run_id / "easyr1.parquet",
                             run_id, pool_id)
+    with open_store(settings.duckdb_path) as store:
+        store.execute("writes/set_run_export", run_id=run_id, export_path=manifest["path"])
     get_run_logger().info("exported %d samples to %s", selected.height, manifest["path"])
     return manifest["path"]
 
 
-@task(name="track", cache_policy=NO_CACHE, retries=1)
+@task(name="track", cache_policy=NO_CACHE)
 def track(settings: Settings, run: dict, params: dict, result: dict,
-          decisions: pl.DataFrame, export_path: str | None) -> str:
-    """Log the run to MLflow and link it from the store."""
+          decisions: pl.DataFrame, export_path: str | None) -> str | None:
+    """Log the run to MLflow and link it from the store. The selection is already stored:
+    if MLflow cannot be reached, say so and return None (`rap track --run R` logs it later)."""
     funnel = {k: v for k, v in result["funnel"].items() if k != "run_id"}
-    mlflow_id = log_selection(settings, run, params, funnel, result["reasons"],
-                              decisions, export_path)
+    try:
+        mlflow_id = log_selection(settings, run, params, funnel, result["reasons"],
+                                  decisions, export_path)
+    except Exception as exc:  # any tracking-store failure: the selection stands
+        get_run_logger().warning(
+            "MLflow logging failed (%s: %s). The selection is stored; log it later with "
+            "`rap track --run %s`", type(exc).__name__, str(exc)[:300], run["run_id"])
+        return None
     with open_store(settings.duckdb_path) as store:
         store.execute("writes/set_run_tracking", run_id=run["run_id"],
                       mlflow_run_id=mlflow_id, export_path=export_path)

@@ -205,3 +205,26 @@ def test_rap_export_writes_checks_and_logs_each_format(settings, tiny, tmp_path,
     assert cli.main(["export", "--check", str(tmp_path / "verl" / "sel.parquet"),
                      "--format", "easyr1"]) == 1
     assert cli.main(["export", "--run", "nope", "--format", "verl"]) == 2
+
+
+def test_mlflow_unreachable_costs_nothing_and_rap_track_logs_later(settings, tiny, monkeypatch,
+                                                                  capsys):
+    from flows import cli
+    monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "file").write_text("")  # a file where MLflow needs a folder
+    monkeypatch.setenv("RAP_MLFLOW_TRACKING_URI", f"sqlite:///{settings.data_dir}/file/m.db")
+    summary = run(data=DataSpec(limit=4), model=tiny, rollout=SMALL)
+    assert summary["tracking_failed"] and summary["mlflow_run_id"] is None
+    assert count(settings, "SELECT count(*) FROM decisions") == 4
+    assert count(settings, "SELECT count(*) FROM selection_runs WHERE export_path IS NOT NULL "
+                 "AND mlflow_run_id IS NULL") == 1
+    monkeypatch.delenv("RAP_MLFLOW_TRACKING_URI")
+    assert cli.main(["track", "--run", summary["run_id"]]) == 0
+    assert f"run {summary['run_id']} logged to MLflow as" in capsys.readouterr().out
+    mlflow_id = count(settings, "SELECT mlflow_run_id FROM selection_runs")
+    logged = mlflow.MlflowClient(settings.mlflow_tracking_uri).get_run(mlflow_id)
+    assert logged.data.tags["run_id"] == summary["run_id"]
+    assert logged.data.metrics["funnel.pool_rows"] == 4
+    assert cli.main(["track"]) == 2  # already tracked: refused without --force
+    assert "already in MLflow" in capsys.readouterr().err

@@ -1,0 +1,121 @@
+"""kill -9 a real `rap select` at several points of inference, resume it, and get exactly the
+result of an uninterrupted run; meanwhile a second run is refused and `rap query` works."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rap_core.store import open_store
+
+pytestmark = pytest.mark.crash
+RAP = str(Path(sys.executable).with_name("rap"))
+M, SHARD, ROWS = 2, 4, 32
+
+
+def _env(data: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return dict(env, RAP_DATA_DIR=str(data), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+
+
+def _command(model: Path) -> list[str]:
+    return [RAP, "select", "--model", str(model), "--limit", str(ROWS), "--shard-size",
+            str(SHARD), "--batch-size", "4", "--m", str(M), "--max-new-tokens", "8",
+            "--no-track"]
+
+
+def _start(model: Path, data: Path) -> subprocess.Popen:
+    return subprocess.Popen(_command(model), env=_env(data), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for(proc: subprocess.Popen, marker: str, seen: list[str]) -> None:
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            return
+    raise AssertionError(f"{marker!r} never printed:\n{''.join(seen[-40:])}")
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its temporary Prefect server
+    except ProcessLookupError:
+        pass
+    proc.wait(30)
+
+
+def _facts(data: Path) -> dict:
+    with open_store(data / "rap.duckdb", read_only=True) as store:
+        def rows(sql):
+            return store.con.execute(sql).fetchall()
+        return {
+            "rollouts": rows("SELECT sample_id, condition, rollout_index, response, correct "
+                             "FROM rollouts ORDER BY ALL"),
+            "attention": rows("SELECT sample_id, rollout_index, response_len, col_log_sums "
+                              "FROM attention_stats ORDER BY ALL"),
+            "decisions": rows("SELECT source_row, sample_id, state, stage, reason, d, psi "
+                              "FROM decisions ORDER BY source_row"),
+            "per_sample": rows("SELECT condition, count(*) FROM rollouts "
+                               "GROUP BY sample_id, condition HAVING count(*) <> 2"),
+        }
+
+
+def _assert_whole_shards(data: Path) -> None:
+    """After a kill: only whole shards, each sample with all M rollouts, no duplicates."""
+    with open_store(data / "rap.duckdb", read_only=True) as store:
+        partial = store.con.execute(f"SELECT count(*) FROM (SELECT sample_id, condition FROM "
+                                    f"rollouts GROUP BY ALL HAVING count(*) <> {M})").fetchone()
+        per_condition = store.con.execute("SELECT condition, count(DISTINCT sample_id) FROM "
+                                          "rollouts GROUP BY condition").fetchall()
+        attention = store.con.execute("SELECT count(*) FROM attention_stats").fetchone()[0]
+    assert partial == (0,)
+    for _, n in per_condition:
+        assert n % SHARD == 0 or n == ROWS
+    assert attention % SHARD == 0 or attention == ROWS
+
+
+def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    seen: list[str] = []
+    ref = _start(tiny_model_dir, reference)
+    try:
+        _wait_for(ref, "text-only: 4/", seen)
+        # a second writer is refused, naming the first; a reader gets an answer
+        second = subprocess.run(_command(tiny_model_dir), env=_env(reference), text=True,
+                                capture_output=True, timeout=300)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"pid {ref.pid}" in second.stderr and "--wait-for-lock" in second.stderr
+        query = subprocess.run([RAP, "query", "SELECT count(*) AS n FROM samples"],
+                               env=_env(reference), text=True, capture_output=True,
+                               timeout=120)
+        assert query.returncode == 0, query.stderr
+        assert str(ROWS) in query.stdout
+        out, _ = ref.communicate(timeout=600)
+    finally:
+        if ref.poll() is None:
+            _kill(ref)
+    assert ref.returncode == 0, "".join(seen) + out
+
+    kills = ["text-only: 8/", "multimodal: 4/", "attention: 4/"]
+    for marker in kills:
+        proc, seen = _start(tiny_model_dir, crashed), []
+        try:
+            _wait_for(proc, marker, seen)
+        finally:
+            _kill(proc)
+        _assert_whole_shards(crashed)
+    done = subprocess.run(_command(tiny_model_dir), env=_env(crashed), text=True,
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    inferred = int(done.stdout.split("samples inferred ")[1].split(",")[0])
+    stored = int(done.stdout.split("found stored ")[1].split()[0])
+    assert inferred + stored == ROWS and 0 < stored  # resumed: only the rest was inferred
+    again, first = _facts(crashed), _facts(reference)
+    assert again["per_sample"] == [] and first["per_sample"] == []
+    assert again == first
