@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, group, field, typ, text in SELECT_FLAGS:
         select.add_argument(flag, dest=f"{group}.{field}", type=typ, help=text,
                             metavar=field.upper())
+    select.add_argument("--allow-outside-paths", dest="data.allow_outside_paths",
+                        action="store_true", default=None, help="accept relative image paths "
+                        "that lead outside the data folder (.. or a symlink)")
     select.add_argument("--shard-size", type=int, help="samples per inference task (256)")
     select.add_argument("--batch-size", type=int, help="samples per model call (8)")
     _add_common(select)

@@ -12,17 +12,13 @@ from rap_core.ace import column_log_sums, reduce_heads
 from rap_core.engine import EngineConfigError, PromptItem, Response, SampleError
 from rap_core.hf_loading import load_model_and_processor
 from rap_core.params import RolloutSettings
+from rap_core.images import load_rgb
 from rap_core.prompts import build_messages
 from rap_core.sampling import PerRowSampler, rollout_seed
 
 
-def _load_images(paths: tuple[str, ...]):
-    from PIL import Image
-    images = []
-    for p in paths:
-        with Image.open(p) as img:
-            images.append(img.convert("RGB"))
-    return images
+def _load_images(paths: tuple[str, ...], max_pixels: int | None = None):
+    return [load_rgb(p, max_pixels) for p in paths]
 
 
 class HFEngine:
@@ -46,6 +42,12 @@ class HFEngine:
         self.device = device
         self.system_prompt = system_prompt
         self.tokenizer = self.processor.tokenizer
+        size = getattr(self.processor.image_processor, "size", None) or {}
+        # the processor resizes into at most `longest_edge` pixels; images far above that are
+        # shrunk first (to 4x, so its own resize of ordinary images stays exactly as it was)
+        longest = getattr(size, "longest_edge", None) or (
+            size.get("longest_edge") if isinstance(size, dict) else None)
+        self.max_pixels = 4 * longest if longest else None
         self.image_token_id = self.model.config.image_token_id
         self.context = self.model.config.get_text_config().max_position_embeddings
         cfg = self.model.config
@@ -58,7 +60,8 @@ class HFEngine:
             build_messages(it.question, len(it.image_paths), with_images,
                            it.system or self.system_prompt),
             add_generation_prompt=True, tokenize=False) for it in items]
-        images = [im for it in items for im in _load_images(it.image_paths)] if with_images else None
+        images = ([im for it in items for im in _load_images(it.image_paths, self.max_pixels)]
+                  if with_images else None)
         inputs = self.processor(text=prompts, images=images or None, padding=True,
                                 return_tensors="pt")
         if images:

@@ -31,6 +31,8 @@ class DataSpec(BaseModel):
     image_key: str = Field("images", description="Column holding the image(s)")
     image_dir: str | None = Field(None, description="Folder relative image paths resolve "
                                   "against (default: the data file's folder)")
+    allow_outside_paths: bool = Field(False, description="Accept relative image paths that "
+                                      "lead outside the data folder (via .. or a symlink)")
     format: Literal["auto", "easyr1", "mmeureka", "openrlhf", "verl", "hf"] = Field(
         "auto", description="Pool layout: auto (from the columns), easyr1, mmeureka (MM-Eureka "
         "conversations), openrlhf (OpenRLHF-M message), verl, hf (datasets folder / parquet)")
@@ -118,7 +120,7 @@ FLOW_PARAMETERS: dict[str, tuple[str | None, str]] = {
     "data": ("data", "path"), "limit": ("data", "limit"),
     "question_key": ("data", "question_key"), "answer_key": ("data", "answer_key"),
     "image_key": ("data", "image_key"), "image_dir": ("data", "image_dir"),
-    "format": ("data", "format"),
+    "format": ("data", "format"), "allow_outside_paths": ("data", "allow_outside_paths"),
     "model": ("model", "path"), "device": ("model", "device"), "dtype": ("model", "dtype"),
     "system_prompt": ("model", "system_prompt"),
     "m": ("rollout", "m"), "temperature": ("rollout", "temperature"),

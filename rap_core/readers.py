@@ -60,8 +60,9 @@ class Pool:
                                                                  "error_code").rows())
 
 
-def _image_bytes(ref, base_dir: Path) -> tuple[bytes, Path | None]:
-    """Bytes of one image reference and the file it came from (None for embedded bytes)."""
+def _image_bytes(ref, base_dir: Path, allow_outside: bool = False) -> tuple[bytes, Path | None]:
+    """Bytes of one image reference and the file it came from (None for embedded bytes). A
+    relative path must stay inside base_dir (no `..` or symlink out) unless allowed."""
     if isinstance(ref, dict):
         if ref.get("bytes"):
             return ref["bytes"], None
@@ -71,7 +72,11 @@ def _image_bytes(ref, base_dir: Path) -> tuple[bytes, Path | None]:
     if not isinstance(ref, str) or not ref:
         raise RowError("image_unreadable", f"unsupported image reference {ref!r:.80}")
     path = Path(ref.removeprefix("file://"))
-    path = path if path.is_absolute() else base_dir / path
+    if not path.is_absolute():
+        path = base_dir / path
+        if not allow_outside and not path.resolve().is_relative_to(base_dir.resolve()):
+            raise RowError("image_outside_data", f"image path {ref!r} leads outside "
+                           f"{base_dir} (allow with allow_outside_paths)")
     if not path.is_file():
         raise RowError("image_missing", f"image file not found: {path}")
     return path.read_bytes(), path.resolve()
@@ -264,7 +269,8 @@ def source_fields(raw: dict) -> tuple[str | None, str | None]:
     return (None if sid is None else str(sid)), (None if source is None else str(source))
 
 
-def validate_row(sample: RawSample, base_dir: Path, images_dir: Path) -> dict:
+def validate_row(sample: RawSample, base_dir: Path, images_dir: Path,
+                 allow_outside: bool = False) -> dict:
     """One input row as a sample record, or RowError."""
     question = _text(sample.question, "question")
     answer = _text(sample.answer, "answer")
@@ -276,7 +282,7 @@ def validate_row(sample: RawSample, base_dir: Path, images_dir: Path) -> dict:
     question = canonical_question(question, len(refs))
     paths, hashes = [], []
     for i, ref in enumerate(refs):
-        data, path = _image_bytes(ref, base_dir)
+        data, path = _image_bytes(ref, base_dir, allow_outside)
         fmt = _check_decodable(data, f"image {i}")
         hashes.append(sha256_bytes(data))
         paths.append(_store_image(data, path, images_dir, fmt))
@@ -297,15 +303,21 @@ def _easy_vqa_rows(limit: int | None):
 class _BadLine(dict):
     """A JSONL line that is not a JSON object: an error row, not the end of the read."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, code: str = "bad_json"):
         super().__init__()
-        self.message = message
+        self.message, self.code = message, code
 
 
 def _jsonl_rows(path: Path):
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield _BadLine(f"line {number} is not valid UTF-8 ({exc.reason} at byte "
+                               f"{exc.start})", "bad_encoding")
                 continue
             try:
                 row = json.loads(line)
@@ -361,12 +373,13 @@ def read_pool(spec: DataSpec, images_dir: Path) -> Pool:
         if spec.limit is not None and i >= spec.limit:
             break
         if isinstance(raw, _BadLine):
-            rows.append((i, None, "error", "bad_json", raw.message, None, None))
+            rows.append((i, None, "error", raw.code, raw.message, None, None))
             continue
         layout = layout or detect_layout(raw, spec)
         source_id, data_source = source_fields(raw)
         try:
-            rec = validate_row(layout.read(raw, spec), base_dir, images_dir)
+            rec = validate_row(layout.read(raw, spec), base_dir, images_dir,
+                               spec.allow_outside_paths)
         except RowError as err:
             rows.append((i, None, "error", err.code, str(err), source_id, data_source))
             continue

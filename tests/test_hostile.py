@@ -1,0 +1,136 @@
+"""Hostile and broken input: each bad row ends as its own error (or is converted), the rest of
+the run completes, and every input row is accounted for."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_png
+from rap_core.images import load_rgb
+from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
+from rap_core.readers import PoolReadError, read_pool
+from rap_core.store import open_store
+
+
+def test_image_modes_become_plain_rgb(tmp_path):
+    gradient = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0..65520
+    Image.fromarray(gradient).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    low, high = load_rgb(str(tmp_path / "deep.png")).getextrema()[0]
+    assert low == 0 and 250 <= high <= 255  # scaled, not clipped to white
+    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert load_rgb(str(tmp_path / "clear.png")).getpixel((0, 0)) == (255, 255, 255)
+    palette = Image.new("P", (8, 8), 0)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.save(tmp_path / "pal.png", transparency=0)
+    assert load_rgb(str(tmp_path / "pal.png")).getpixel((0, 0)) == (255, 255, 255)
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    red = load_rgb(str(tmp_path / "cmyk.jpg")).getpixel((0, 0))
+    assert red[0] > 200 and red[1] < 60
+    Image.new("L", (4000, 3000), 128).save(tmp_path / "big.png")
+    shrunk = load_rgb(str(tmp_path / "big.png"), max_pixels=200_000)
+    assert shrunk.mode == "RGB" and shrunk.width * shrunk.height <= 200_000
+    assert abs(shrunk.width / shrunk.height - 4 / 3) < 0.02
+
+
+@pytest.fixture
+def hostile_pool(tmp_path):
+    """One row of each kind of trouble; the expected end of each row."""
+    d = tmp_path / "pool"
+    good = write_png(d / "good.png", (200, 30, 30))
+    full = good.read_bytes()
+    (d / "truncated.png").write_bytes(full[:len(full) // 2])
+    (d / "empty.png").write_bytes(b"")
+    (d / "text.png").write_text("this is not an image\n")
+    Image.new("L", (8000, 6250), 90).save(d / "huge.png")  # 50 megapixels
+    Image.new("CMYK", (40, 40), (0, 200, 200, 0)).save(d / "cmyk.jpg")
+    Image.fromarray((np.arange(1600).reshape(40, 40) * 40).astype(np.uint16)).save(d / "d16.png")
+    palette = Image.new("P", (40, 40), 1)
+    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.save(d / "pal.png", transparency=0)
+    Image.new("RGBA", (40, 40), (0, 255, 0, 128)).save(d / "rgba.png")
+    write_png(tmp_path / "outside.png", (1, 2, 3))
+    os.symlink(tmp_path / "outside.png", d / "link.png")
+
+    def row(image, q="<image>What colour?", answer="red", **extra):
+        return json.dumps({"problem": q, "answer": answer,
+                           "images": [image] if image else [], **extra})
+    lines = [
+        (row("good.png", id="s1"), "ok"),
+        (row("truncated.png"), "image_unreadable"),
+        (row("empty.png"), "image_unreadable"),
+        (row("text.png"), "image_unreadable"),
+        (row("huge.png", q="<image>How big?"), "ok"),
+        (row("cmyk.jpg"), "ok"),
+        (row("d16.png"), "ok"),
+        (row("pal.png"), "ok"),
+        (row("rgba.png"), "ok"),
+        (row("../outside.png"), "image_outside_data"),
+        (row("link.png"), "image_outside_data"),
+        (None, "bad_encoding"),
+        ('{"problem": "<image>q", "answer": NaN, "images": ["good.png"]}', "empty_answer"),
+        (row("good.png", q="<image>How many?", answer=42), "ok"),
+        (row("good.png", id="s1"), "duplicate"),
+        (row("good.png", q="<image>Which shade?", id="s1"), "ok"),
+        (row(None, q="What is 2+2?", answer="4"), "ok"),
+    ]
+    path = d / "pool.jsonl"
+    with open(path, "wb") as f:
+        for text, _ in lines:
+            f.write(b'{"problem": "caf\xe9 <image>", "answer": "x", "images": []}\n'
+                    if text is None else text.encode() + b"\n")
+    return path, [expected for _, expected in lines]
+
+
+def test_every_hostile_row_is_read_as_expected(hostile_pool, tmp_path):
+    path, expected = hostile_pool
+    pool = read_pool(DataSpec(path=str(path)), tmp_path / "cache")
+    got = [r["error_code"] or r["row_status"] for r in pool.rows.iter_rows(named=True)]
+    assert got == expected
+    rows = pool.rows.to_dicts()
+    assert "line 12 is not valid UTF-8" in rows[11]["error_message"]
+    assert "leads outside" in rows[9]["error_message"]
+    # same source id, other content: two samples, both traceable to the id
+    assert rows[0]["source_id"] == rows[15]["source_id"] == "s1"
+    assert rows[0]["sample_id"] != rows[15]["sample_id"]
+    answers = dict(zip(pool.samples["question"], pool.samples["answer"]))
+    assert answers["How many?"] == "42"
+    allowed = read_pool(DataSpec(path=str(path), allow_outside_paths=True), tmp_path / "c2")
+    assert [r["row_status"] for r in allowed.rows.to_dicts()][9:11] == ["ok", "duplicate"]
+
+
+def test_whole_input_refusals(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    with pytest.raises(PoolReadError, match="no rows"):
+        read_pool(DataSpec(path=str(tmp_path / "empty.jsonl")), tmp_path)
+    (tmp_path / "cols.jsonl").write_text(json.dumps({"question": "q", "answer": "a"}) + "\n")
+    with pytest.raises(PoolReadError, match=r"missing column\(s\) \['problem'\]"):
+        read_pool(DataSpec(path=str(tmp_path / "cols.jsonl")), tmp_path)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_run_completes_and_accounts_for_every_row(hostile_pool, tiny_model_dir, settings):
+    from flows.rap import run_flow
+    path, expected = hostile_pool
+    summary = run_flow(RapParams(data=DataSpec(path=str(path)),
+                                 model=ModelSpec(path=str(tiny_model_dir)),
+                                 rollout=RolloutSettings(m=2, max_new_tokens=8), track=False))
+    by_state = {}
+    for r in summary["reasons"]:
+        by_state[r["state"]] = by_state.get(r["state"], 0) + r["n"]
+    assert sum(by_state.values()) == len(expected) == summary["funnel"]["pool_rows"]
+    assert by_state["error"] == sum(e not in ("ok", "duplicate") for e in expected)
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        decided = dict(store.con.execute(
+            "SELECT source_row, coalesce(stage || ':' || reason, state) FROM decisions "
+            "WHERE run_id = $r", {"r": summary["run_id"]}).fetchall())
+        rollouts = store.con.execute("SELECT count(DISTINCT sample_id) FROM rollouts "
+                                     "WHERE condition = 'mm'").fetchone()[0]
+    assert decided[11] == "ingest:bad_encoding" and decided[14].endswith("duplicate_row")
+    assert decided[16].endswith("cde_no_image")
+    # the converted and the huge images were inferred like any other
+    ok_with_image = sum(e == "ok" for e in expected) - 1  # minus the text-only row
+    assert rollouts == ok_with_image
