@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install select retune validate experiment server deploy worker test clean-data
+.PHONY: install select retune validate experiment server deploy worker bench test clean-data
 
 $(BIN)/rap: pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,6 +38,12 @@ deploy: install
 
 worker: install
 	$(BIN)/rap server worker $(ARGS)
+
+# Benchmarks (README "Performance"): each prints its figures
+bench: install
+	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/rollouts.py
+	$(BIN)/python bench/retune.py
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -189,8 +189,9 @@ def format_summary(summary: dict, settings: Settings) -> str:
              "  by state / stage / reason:"]
     lines += [f"    {r['state']:<9}{r['stage']:<12}{r['reason']:<28}{r['n']:>8}"
               for r in summary["reasons"]]
-    lines += [f"  samples inferred {summary['samples_inferred']}, "
-              f"found stored {summary['samples_stored']}",
+    lines += [f"  samples inferred {summary['samples_inferred']}"
+              + (f" ({summary['inference_s']:.1f} s)" if summary.get("inference_s") else "")
+              + f", found stored {summary['samples_stored']}",
               f"  DuckDB      {summary['duckdb_path']}",
               f"  MLflow run  {_tracking(summary)}  [{settings.mlflow_tracking_uri}]",
               f"  export      {summary['export_path'] or '(none)'}"]

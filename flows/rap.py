@@ -152,18 +152,20 @@ def _run_record(params: RapParams, keys: dict, n_rows: int, inferred: int, store
             "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
 
 
-def _prepare_select(params: RapParams, settings: Settings) -> tuple[dict, int, int]:
+def _prepare_select(params: RapParams, settings: Settings) -> tuple[dict, int, int, float]:
     pool = ingest(params.data, settings)
     model = register_model(params.model, params.rollout, params.ace, settings)
     settings_key = params.rollout.key()
     keys = {"pool_id": pool.pool_id, "model_key": model.model_key,
             "settings_key": settings_key, "ace_key": params.ace.key(settings_key)}
+    start = time.perf_counter()
     inferred = _infer_missing(params, settings, keys, model)
+    seconds = time.perf_counter() - start
     eligible = pool.samples.filter(pl.col("image_paths").list.len() > 0).height
-    return keys, len(inferred), eligible - len(inferred)
+    return keys, len(inferred), eligible - len(inferred), seconds
 
 
-def _prepare_retune(params: RapParams, settings: Settings) -> tuple[dict, int, int]:
+def _prepare_retune(params: RapParams, settings: Settings) -> tuple[dict, int, int, float]:
     given, default = flat_params(params), flat_params(RapParams())
     ignored = [name for name, (group, _) in FLOW_PARAMETERS.items()
                if group in ("data", "model", "rollout", "ace") and given[name] != default[name]]
@@ -173,7 +175,7 @@ def _prepare_retune(params: RapParams, settings: Settings) -> tuple[dict, int, i
     base = _base_run(settings, params.base_run)
     params.base_run = base["run_id"]
     keys = {k: base[k] for k in ("pool_id", "model_key", "settings_key", "ace_key")}
-    return keys, 0, base["samples_inferred"] + base["samples_stored"]
+    return keys, 0, base["samples_inferred"] + base["samples_stored"], 0.0
 
 
 def run_rap(params: RapParams) -> dict:
@@ -185,7 +187,7 @@ def run_rap(params: RapParams) -> dict:
 
 def _select(params: RapParams, settings: Settings) -> dict:
     prepare = _prepare_retune if params.mode == "retune" else _prepare_select
-    keys, inferred, stored = prepare(params, settings)
+    keys, inferred, stored, inference_s = prepare(params, settings)
     th = params.thresholds
     inputs = estimate_difficulty(settings, keys, th)
     decisions = replacement(cde_ace_filter(inputs, th), th)
@@ -198,7 +200,8 @@ def _select(params: RapParams, settings: Settings) -> dict:
                  if params.track else None)
     summary = {"run_id": run["run_id"], "mode": params.mode, "funnel": result["funnel"],
                "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
-               "samples_stored": stored, "duckdb_path": str(settings.duckdb_path),
+               "samples_stored": stored, "inference_s": round(inference_s, 3),
+               "duckdb_path": str(settings.duckdb_path),
                "export_path": export_path, "mlflow_run_id": mlflow_id,
                "tracking_failed": params.track and mlflow_id is None, **keys}
     _shown_only(create_markdown_artifact,

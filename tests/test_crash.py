@@ -1,5 +1,6 @@
 """kill -9 a real `rap select` at several points of inference, resume it, and get exactly the
-result of an uninterrupted run; meanwhile a second run is refused and `rap query` works."""
+result of an uninterrupted run; a second writer is refused or queues; `rap query` waits out
+a writer's batch."""
 
 from __future__ import annotations
 
@@ -82,25 +83,9 @@ def _assert_whole_shards(data: Path) -> None:
 
 def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
-    seen: list[str] = []
-    ref = _start(tiny_model_dir, reference)
-    try:
-        _wait_for(ref, "text-only: 4/", seen)
-        # a second writer is refused, naming the first; a reader gets an answer
-        second = subprocess.run(_command(tiny_model_dir), env=_env(reference), text=True,
-                                capture_output=True, timeout=300)
-        assert second.returncode == 2, second.stdout + second.stderr
-        assert f"pid {ref.pid}" in second.stderr and "--wait-for-lock" in second.stderr
-        query = subprocess.run([RAP, "query", "SELECT count(*) AS n FROM samples"],
-                               env=_env(reference), text=True, capture_output=True,
-                               timeout=120)
-        assert query.returncode == 0, query.stderr
-        assert str(ROWS) in query.stdout
-        out, _ = ref.communicate(timeout=600)
-    finally:
-        if ref.poll() is None:
-            _kill(ref)
-    assert ref.returncode == 0, "".join(seen) + out
+    first = subprocess.run(_command(tiny_model_dir), env=_env(reference), text=True,
+                           capture_output=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
 
     kills = ["text-only: 8/", "multimodal: 4/", "attention: 4/"]
     for marker in kills:
@@ -113,9 +98,41 @@ def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
     done = subprocess.run(_command(tiny_model_dir), env=_env(crashed), text=True,
                           capture_output=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    inferred = int(done.stdout.split("samples inferred ")[1].split(",")[0])
+    inferred = int(done.stdout.split("samples inferred ")[1].split()[0].rstrip(","))
     stored = int(done.stdout.split("found stored ")[1].split()[0])
     assert inferred + stored == ROWS and 0 < stored  # resumed: only the rest was inferred
     again, first = _facts(crashed), _facts(reference)
     assert again["per_sample"] == [] and first["per_sample"] == []
     assert again == first
+
+
+def test_a_second_run_is_refused_or_queues_and_queries_wait(tiny_model_dir, tmp_path):
+    import threading
+
+    import duckdb
+
+    from rap_core.lock import RunLock
+    data = tmp_path / "data"
+    with RunLock(data):  # this test process plays the run that is writing
+        refused = subprocess.run(_command(tiny_model_dir), env=_env(data), text=True,
+                                 capture_output=True, timeout=300)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"pid {os.getpid()}" in refused.stderr and "--wait-for-lock" in refused.stderr
+        queued = subprocess.Popen([*_command(tiny_model_dir), "--wait-for-lock", "300"],
+                                  env=_env(data), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        seen: list[str] = []
+        try:
+            _wait_for(queued, "waiting up to 300 s for", seen)
+        except BaseException:
+            _kill(queued)
+            raise
+    out, _ = queued.communicate(timeout=600)  # the lock is free: it runs to the end
+    assert queued.returncode == 0 and "after DRM" in out, "".join(seen) + out
+    # a reader waits while another process holds the DuckDB file for a batch
+    writer = duckdb.connect(str(data / "rap.duckdb"))
+    threading.Timer(8.0, writer.close).start()  # the query starts within that, then waits
+    query = subprocess.run([RAP, "query", "SELECT count(*) AS n FROM samples"],
+                           env=_env(data), text=True, capture_output=True, timeout=120)
+    assert query.returncode == 0, query.stderr
+    assert str(ROWS) in query.stdout

@@ -1,0 +1,60 @@
+"""Benchmark 2: rollouts. M responses per prompt in one batched generate call against M
+separate calls (target >= 2x), and samples/s against the number of prompts per call.
+
+    .venv/bin/python bench/rollouts.py [--n 64] [--m 5] [--model builtin:easy-vqa-vlm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from common import easy_vqa_samples, machine, model_path, table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--m", type=int, default=5)
+    parser.add_argument("--model", default="builtin:easy-vqa-vlm")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="rap-bench-"))
+    from rap_core.engine import PromptItem, load_engine
+    from rap_core.params import RolloutSettings
+    from rap_core.settings import Settings
+    path = model_path(Settings(data_dir=Path("rap_data").resolve(),
+                               mlflow_tracking_uri=f"sqlite:///{work / 'm.db'}"), args.model)
+    engine = load_engine(path, "cpu", "float32", None)
+    samples = easy_vqa_samples(args.n, work / "images")
+    items = [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]))
+             for r in samples.iter_rows(named=True)]
+    together, alone = RolloutSettings(m=args.m), RolloutSettings(m=1)
+    engine.generate(items[:8], True, together)  # warm-up
+
+    def rate(batch: int, rollout: RolloutSettings, repeat: int = 1) -> float:
+        start = time.perf_counter()
+        for _ in range(repeat):
+            for i in range(0, len(items), batch):
+                engine.generate(items[i:i + batch], True, rollout)
+        return time.perf_counter() - start
+
+    print(f"machine: {machine()}")
+    print(f"{args.n} multimodal prompts, model {path}, max_new_tokens "
+          f"{together.max_new_tokens}")
+    one_call, m_calls = rate(8, together), rate(8, alone, repeat=args.m)
+    print(table([{"rollouts": f"M={args.m} in one call", "seconds": one_call},
+                 {"rollouts": f"{args.m} calls of M=1", "seconds": m_calls}]))
+    print(f"one batched call vs M calls: {m_calls / one_call:.2f}x faster (target >= 2x)")
+    rows = []
+    for batch in args.batches:
+        seconds = rate(batch, together)
+        rows.append({"prompts per call": batch, "seconds": seconds,
+                     "samples/s": args.n / seconds, "rollouts/s": args.n * args.m / seconds})
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
