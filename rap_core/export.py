@@ -118,7 +118,7 @@ def write_openrlhf(selected: pl.DataFrame, out: Path) -> list[Path]:
     """JSONL with images copied into `<name>_images/` beside it (file:// URIs)."""
     images_dir = out.with_name(f"{out.stem}_images")
     images_dir.mkdir(parents=True, exist_ok=True)
-    written, lines = [], []
+    used, lines = set(), []
     for r in selected.iter_rows(named=True):
         uris = []
         for path in r["image_paths"]:
@@ -126,7 +126,7 @@ def write_openrlhf(selected: pl.DataFrame, out: Path) -> list[Path]:
             target = images_dir / f"{hashlib.sha256(data).hexdigest()}{Path(path).suffix}"
             if not target.exists():
                 target.write_bytes(data)
-                written.append(target)
+            used.add(target)
             uris.append(target.resolve().as_uri())
         message = ([{"role": "system", "content": r["system"]}] if r.get("system") else [])
         message.append({"role": "user", "content": openrlhf_content(r["question"], uris)})
@@ -134,7 +134,7 @@ def write_openrlhf(selected: pl.DataFrame, out: Path) -> list[Path]:
                                  "answer": r["answer"]}, ensure_ascii=False))
     tmp = _tmp(out)
     tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return [_replace(tmp, out), *sorted(images_dir.iterdir())]
+    return [_replace(tmp, out), *sorted(used)]  # not images of earlier exports to this path
 
 
 def write_hf(selected: pl.DataFrame, out: Path) -> list[Path]:
