@@ -16,7 +16,6 @@ renamed, so a reader never sees half a file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
+from rap_core.keys import sha256_bytes, sha256_file
 from rap_core.prompts import IMAGE_PLACEHOLDER, count_placeholders
 
 EXPORT_FORMATS = ("easyr1", "verl", "openrlhf", "hf")
@@ -123,7 +123,7 @@ def write_openrlhf(selected: pl.DataFrame, out: Path) -> list[Path]:
         uris = []
         for path in r["image_paths"]:
             data = Path(path).read_bytes()
-            target = images_dir / f"{hashlib.sha256(data).hexdigest()}{Path(path).suffix}"
+            target = images_dir / f"{sha256_bytes(data)}{Path(path).suffix}"
             if not target.exists():
                 target.write_bytes(data)
             used.add(target)
@@ -154,14 +154,6 @@ def write_hf(selected: pl.DataFrame, out: Path) -> list[Path]:
     Dataset.from_dict(columns, features=Features(features)).save_to_disk(str(tmp))
     _replace(tmp, out)
     return sorted(p for p in out.rglob("*") if p.is_file())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def manifest_path(out: Path) -> Path:

@@ -31,7 +31,8 @@ def sample_id(question: str, answer: str, image_sha256: list[str],
     return h.hexdigest()[:24]
 
 
-def _file_sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -51,7 +52,7 @@ def weights_fingerprint(model_dir: Path, cache_file: Path | None = None) -> str:
     cache = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
     if stamp in cache:
         return cache[stamp]
-    digest = short_hash([(p.name, _file_sha256(p)) for p in files], length=32)
+    digest = short_hash([(p.name, sha256_file(p)) for p in files], length=32)
     if cache_file:
         cache[stamp] = digest
         cache_file.parent.mkdir(parents=True, exist_ok=True)
