@@ -6,7 +6,6 @@ reject (or silently shorten) is caught before a training job starts.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,9 @@ class Violation:
 
 
 def _decodable(data: bytes) -> bool:
-    from PIL import Image
+    from rap_core.images import image_format
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
+        image_format(data)
         return True
     except Exception:
         return False

@@ -7,6 +7,7 @@ the processor sees it, so a 50-megapixel scan never reaches the model whole.
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -24,6 +25,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, img.convert("RGBA")).convert("RGB")
     return img.convert("RGB")
+
+
+def image_format(data: bytes) -> str:
+    """The format of encoded image bytes ('png', 'jpeg', ...), checked without decoding the
+    pixels; raises Pillow's error when they are not a whole, readable image."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.verify()
+        return (img.format or "png").lower()
 
 
 def load_rgb(path: str, max_pixels: int | None = None) -> Image.Image:

@@ -13,7 +13,6 @@ becomes an error row with a specific code; it never stops the read.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -83,11 +82,9 @@ def _image_bytes(ref, base_dir: Path, allow_outside: bool = False) -> tuple[byte
 
 
 def _check_decodable(data: bytes, where: str) -> str:
-    from PIL import Image
+    from rap_core.images import image_format
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-            return (img.format or "png").lower()
+        return image_format(data)
     except Exception as exc:
         raise RowError("image_unreadable", f"{where}: not a readable image ({exc})") from exc
 

@@ -52,10 +52,8 @@ class Encoder:
 
     def image(self, path: str) -> tuple[torch.Tensor, torch.Tensor]:
         if path not in self._images:
-            from PIL import Image
-            with Image.open(path) as img:
-                out = self.processor.image_processor(images=[img.convert("RGB")],
-                                                     return_tensors="pt")
+            from rap_core.images import load_rgb  # as the engine opens them
+            out = self.processor.image_processor(images=[load_rgb(path)], return_tensors="pt")
             self._images[path] = (out["pixel_values"], out["image_grid_thw"])
         return self._images[path]
 
