@@ -12,7 +12,7 @@ from pathlib import Path
 from rap_core.export import write_export
 from rap_core.export_check import check_export
 from rap_core.settings import Settings
-from rap_core.store import StoreError, open_store
+from rap_core.store import open_store
 
 DEFAULT_NAMES = {"easyr1": "easyr1.parquet", "verl": "verl.parquet",
                  "openrlhf": "openrlhf.jsonl", "hf": "hf"}
@@ -22,11 +22,7 @@ def export_run(settings: Settings, run_id: str | None, fmt: str, out: str | None
                data_source: str | None = None, say=print) -> dict:
     """Export one selection run; the manifest goes beside the file and to its MLflow run."""
     with open_store(settings.duckdb_path, read_only=True) as store:
-        found = store.query("queries/run_by_id", run_id=run_id).to_dicts()
-        if not found:
-            raise StoreError(f"no selection run {run_id!r}" if run_id else
-                             "no selection run to export: run `rap select` first")
-        run = found[0]
+        run = store.selection_run(run_id, "export")
         selected = store.query("queries/selected_rows", run_id=run["run_id"])
     target = Path(out) if out else settings.exports_dir / run["run_id"] / DEFAULT_NAMES[fmt]
     manifest = write_export(selected, fmt, target, run["run_id"], run["pool_id"], data_source)

@@ -31,7 +31,7 @@ from rap_core.params import (FLOW_PARAMETERS, RapParams, flat_params, flow_param
                              params_from_flat)
 from rap_core.lock import RunLock
 from rap_core.settings import Settings
-from rap_core.store import StoreError, open_store
+from rap_core.store import open_store
 from tasks.estimate import cde_ace_filter, estimate_difficulty, replacement
 from tasks.inference import attention_extraction, multimodal_inference, text_only_inference
 from tasks.ingest import ingest, register_model
@@ -134,11 +134,7 @@ def _infer_missing(params: RapParams, settings: Settings, keys: dict, model) -> 
 
 def _base_run(settings: Settings, run_id: str | None) -> dict:
     with open_store(settings.duckdb_path) as store:  # a writer: upgrades an older store
-        found = store.query("queries/run_by_id", run_id=run_id).to_dicts()
-    if not found:
-        raise StoreError(f"no selection run {run_id!r} to retune" if run_id
-                         else "no selection run to retune: run `rap select` first")
-    return found[0]
+        return store.selection_run(run_id, "retune")
 
 
 def _run_record(params: RapParams, keys: dict, n_rows: int, inferred: int, stored: int) -> dict:

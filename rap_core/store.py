@@ -88,6 +88,15 @@ class Store:
             raise StoreError(f"store schema version {found} is not {SCHEMA_VERSION}; "
                              "this version of rap cannot use it")
 
+    def selection_run(self, run_id: str | None, purpose: str) -> dict:
+        """One selection run's record (the latest when run_id is None), or a StoreError
+        saying what is missing for `purpose` ('retune', 'export', ...)."""
+        found = self.query("queries/run_by_id", run_id=run_id).to_dicts()
+        if not found:
+            raise StoreError(f"no selection run {run_id!r} to {purpose}" if run_id
+                             else f"no selection run to {purpose}: run `rap select` first")
+        return found[0]
+
     def query(self, name: str, **params) -> pl.DataFrame:
         return self.con.sql(sql(name), params=params).pl()
 

@@ -105,10 +105,7 @@ def track_stored_run(settings: Settings, run_id: str | None, force: bool = False
 
     from rap_core.store import StoreError, open_store
     with open_store(settings.duckdb_path) as store:
-        found = store.query("queries/run_by_id", run_id=run_id).to_dicts()
-        if not found:
-            raise StoreError(f"no selection run {run_id!r}" if run_id else "no selection run")
-        run = found[0]
+        run = store.selection_run(run_id, "track")
         if run["mlflow_run_id"] and not force:
             raise StoreError(f"run {run['run_id']} is already in MLflow as "
                              f"{run['mlflow_run_id']} (pass --force to log it again)")
