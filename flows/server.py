@@ -98,10 +98,7 @@ def _run(args: list[str], env: dict, check: bool = True) -> subprocess.Completed
 
 def deploy(settings: Settings, port: int | None, say, wait_s: float = 120.0) -> None:
     """Register every deployment of prefect.yaml; runs start in the project root."""
-    url = api_url(port)
-    wait_for_server(url, wait_s)
-    env = prefect_env(settings, url)
-    _ensure_pool(env, say)
+    url, env = _server_with_pool(settings, port, say, wait_s)
     done = _run(["--no-prompt", "deploy", "--all"], env)
     for line in done.stdout.splitlines():
         if "successfully created" in line or "Deployment '" in line:
@@ -109,18 +106,21 @@ def deploy(settings: Settings, port: int | None, say, wait_s: float = 120.0) -> 
     say(f"deployments registered on {url}: prefect deployment run rap/select --watch")
 
 
-def _ensure_pool(env: dict, say) -> None:
+def _server_with_pool(settings: Settings, port: int | None, say,
+                      wait_s: float) -> tuple[str, dict]:
+    """Wait for the server, create the work pool if missing; (API URL, environment)."""
+    url = api_url(port)
+    wait_for_server(url, wait_s)
+    env = prefect_env(settings, url)
     if _run(["work-pool", "inspect", WORK_POOL], env, check=False).returncode != 0:
         _run(["work-pool", "create", WORK_POOL, "--type", "process"], env)
         say(f"created process work pool {WORK_POOL}")
+    return url, env
 
 
 def start_worker(settings: Settings, port: int | None, say, wait_s: float = 120.0) -> None:
     """Create the work pool if missing, then replace this process with a worker on it."""
-    url = api_url(port)
-    wait_for_server(url, wait_s)
-    env = prefect_env(settings, url)
-    _ensure_pool(env, say)
+    url, env = _server_with_pool(settings, port, say, wait_s)
     say(f"worker on pool {WORK_POOL} at {url}; data folder {settings.data_dir}")
     os.chdir(PROJECT_ROOT)
     os.execve(_prefect(), [_prefect(), "worker", "start", "--pool", WORK_POOL, "--type",

@@ -64,9 +64,14 @@ def _tmp(out: Path) -> Path:
     return tmp
 
 
+def _has_system(selected: pl.DataFrame) -> bool:
+    """A `system` column is written only when some selected sample has its own prompt."""
+    return "system" in selected.columns and bool(selected["system"].is_not_null().any())
+
+
 def write_easyr1(selected: pl.DataFrame, out: Path) -> list[Path]:
     """selected: sample_id, question, answer, image_paths[, system]."""
-    has_system = "system" in selected.columns and selected["system"].is_not_null().any()
+    has_system = _has_system(selected)
     rows = [{"problem": easyr1_problem(r["question"], len(r["image_paths"])),
              "answer": r["answer"], "images": _image_structs(r["image_paths"]),
              "sample_id": r["sample_id"], **({"system": r["system"]} if has_system else {})}
@@ -139,7 +144,7 @@ def write_openrlhf(selected: pl.DataFrame, out: Path) -> list[Path]:
 
 def write_hf(selected: pl.DataFrame, out: Path) -> list[Path]:
     from datasets import Dataset, Features, Image, Sequence, Value
-    has_system = "system" in selected.columns and selected["system"].is_not_null().any()
+    has_system = _has_system(selected)
     columns = {"problem": [easyr1_problem(r["question"], len(r["image_paths"]))
                            for r in selected.iter_rows(named=True)],
                "answer": selected["answer"].to_list(),
