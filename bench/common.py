@@ -52,3 +52,77 @@ def easy_vqa_samples(n: int, images_dir: Path):
     from rap_core.params import DataSpec
     from rap_core.readers import read_pool
     return read_pool(DataSpec(limit=n), images_dir).samples
+
+
+# Qwen2-VL-2B-Instruct's published shapes (config.json of the checkpoint)
+QWEN2_VL_2B_TEXT = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                        num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+                        max_position_embeddings=32768,
+                        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                         "mrope_section": [16, 24, 24]})
+QWEN2_VL_2B_VISION = dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16,
+                          mlp_ratio=4, patch_size=14, spatial_merge_size=2,
+                          temporal_patch_size=2)
+
+
+def random_engine(text: dict, vision: dict | None = None, dtype: str = "float32",
+                  device: str = "cpu", seed: int = 0):
+    """An HFEngine over a random-weight Qwen2-VL of the given shapes, built in memory with
+    the engine's attention (nothing downloaded, nothing written)."""
+    import torch
+
+    from rap_core.attention import NAME
+    from rap_core.hf_engine import HFEngine
+    from rap_core.tiny_model import build_model, build_processor
+    processor = build_processor("qwen2_vl")
+    processor.tokenizer.padding_side = "left"
+    vision = {"hidden_size": text["hidden_size"], **(vision or {})}  # merger -> text width
+    model = build_model(processor.tokenizer, seed, "qwen2_vl", text=text, vision=vision,
+                        dtype=getattr(torch, dtype),
+                        attn_implementation={"text_config": NAME, "vision_config": "sdpa"})
+    return HFEngine.from_loaded(model.to(device), processor, device)
+
+
+class PeakMemory:
+    """Peak memory of a block above what was in use when it started: the CUDA allocator's
+    peak on a GPU; on a CPU the process's peak RSS (VmHWM, reset through clear_refs), which
+    tracks tensors only when malloc returns large blocks at once (see cpu_exact_malloc)."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def __enter__(self):
+        import torch
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.base = _status_kb("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+        else:
+            self.peak = _status_kb("VmHWM") * 1024 - self.base
+        self.mb = self.peak / 2**20
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def cpu_exact_malloc() -> None:
+    """Re-exec this script with glibc returning every block of 64 KiB or more to the OS on
+    free, so that peak RSS measures tensors, not memory malloc keeps for reuse."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        os.environ["MALLOC_TRIM_THRESHOLD_"] = "0"
+        os.execv(sys.executable, [sys.executable] + sys.argv)

@@ -1,5 +1,7 @@
 """Benchmark 2: rollouts. M responses per prompt in one batched generate call against M
-separate calls (target >= 2x), and samples/s against the number of prompts per call.
+separate calls (target >= 2x); samples/s against the number of prompts per call; length
+bucketing against none and against batch 1 on prompts of mixed length; float32 against
+bfloat16.
 
     .venv/bin/python bench/rollouts.py [--n 64] [--m 5] [--model builtin:easy-vqa-vlm]
 """
@@ -54,6 +56,56 @@ def main() -> None:
         rows.append({"prompts per call": batch, "seconds": seconds,
                      "samples/s": args.n / seconds, "rollouts/s": args.n * args.m / seconds})
     print(table(rows))
+    bucketing(engine, items, together, args.n)
+    dtypes(path, items, together, args.n)
+
+
+def mixed_lengths(items, seed: int = 0):
+    """The same prompts behind a preamble of 0..150 words: a pool of mixed lengths, as real
+    pools are (easy-VQA questions are all about the same length)."""
+    import numpy as np
+
+    from rap_core.engine import PromptItem
+    rng = np.random.default_rng(seed)
+    words = "the figure below shows a shape of one colour on a plain background".split()
+    return [PromptItem(it.sample_id, " ".join(rng.choice(words, int(rng.integers(0, 150))))
+                       + " " + it.question, it.image_paths) for it in items]
+
+
+def bucketing(engine, items, rollout, n: int) -> None:
+    from rap_core.inference import run_bucketed
+    mixed = mixed_lengths(items)
+
+    def seconds(batch: int, bucket: bool) -> float:
+        start = time.perf_counter()
+        run_bucketed(mixed, True, batch, lambda b: engine.generate(b, True, rollout),
+                     bucket=bucket)
+        return time.perf_counter() - start
+    rows = [{"mixed-length prompts": "batch 1", "seconds": seconds(1, False)},
+            {"mixed-length prompts": "batch 8, pool order", "seconds": seconds(8, False)},
+            {"mixed-length prompts": "batch 8, length-bucketed", "seconds": seconds(8, True)}]
+    for row in rows:
+        row["samples/s"] = n / row["seconds"]
+    print(table(rows))
+    print(f"bucketed vs pool order: {rows[1]['seconds'] / rows[2]['seconds']:.2f}x; "
+          f"bucketed batch 8 vs batch 1: {rows[0]['seconds'] / rows[2]['seconds']:.2f}x")
+
+
+def dtypes(path: str, items, rollout, n: int) -> None:
+    from rap_core.engine import load_engine
+    from rap_core.models import resolve_dtype
+    rows = []
+    for dtype in ("float32", "bfloat16"):
+        engine = load_engine(path, "cpu", dtype, None)
+        engine.generate(items[:8], True, rollout)  # warm-up
+        start = time.perf_counter()
+        for i in range(0, len(items), 8):
+            engine.generate(items[i:i + 8], True, rollout)
+        seconds = time.perf_counter() - start
+        rows.append({"dtype": dtype, "seconds": seconds, "samples/s": n / seconds})
+    print(table(rows))
+    print(f"bfloat16 vs float32: {rows[0]['seconds'] / rows[1]['seconds']:.2f}x "
+          f"(--dtype auto picks {resolve_dtype('cpu', 'auto')} on this CPU)")
 
 
 if __name__ == "__main__":

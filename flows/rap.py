@@ -44,7 +44,7 @@ PHASES = ("text-only", "multimodal", "attention")
 class InferenceProgress:
     """One Prefect progress artifact over the three inference phases of a run."""
 
-    EVERY_S = 2.0
+    EVERY_S = 10.0  # each update is an API call; on 2 cores they add up
 
     def __init__(self, todo: dict[str, int]):
         self.todo, self.done = dict(todo), dict.fromkeys(todo, 0)
@@ -84,25 +84,34 @@ def _shards(frame: pl.DataFrame, size: int):
     return [frame.slice(i, size) for i in range(0, frame.height, size)]
 
 
-def _run_phase(name, task_fn, table, todo, params, settings, model, progress, **kwargs) -> None:
-    """Run task_fn shard by shard, storing each shard as soon as it is done."""
+def _run_phase(name, task_fn, table, todo, params, settings, model, progress,
+               **kwargs) -> dict:
+    """Run task_fn shard by shard, storing each shard as soon as it is done; returns the
+    seconds spent in engine calls and in DuckDB writes."""
     log, done, start = get_run_logger(), 0, time.monotonic()
+    spent = {"engine_s": 0.0, "write_s": 0.0}
     shards = _shards(todo, params.shard_size)
     for number, shard in enumerate(shards, 1):
         def report(in_shard: int, _total: int, before=done) -> None:
             progress.update(name, before + in_shard)
         result = task_fn.with_options(task_run_name=f"{task_fn.name} {number}/{len(shards)}")(
             shard, model, params.model, batch_size=params.batch_size, report=report, **kwargs)
+        written = time.perf_counter()
         write_facts(settings, table, result)
+        spent["write_s"] += time.perf_counter() - written
+        spent["engine_s"] += result.engine_s
         done += shard.height
         progress.update(name, done, force=True)
         rate = done / max(time.monotonic() - start, 1e-9)
         log.info("%s: %d/%d samples (%.1f samples/s, ETA %.0f s)", name, done, todo.height,
                  rate, (todo.height - done) / rate)
+    return spent
 
 
-def _infer_missing(params: RapParams, settings: Settings, keys: dict, model) -> set[str]:
-    """Infer only the facts DuckDB lacks; returns the ids of samples that needed inference."""
+def _infer_missing(params: RapParams, settings: Settings, keys: dict, model,
+                   timings: dict) -> set[str]:
+    """Infer only the facts DuckDB lacks; returns the ids of samples that needed inference
+    and puts each phase's wall, engine and DuckDB-write seconds in timings."""
     plan = dict(settings=settings, pool_id=keys["pool_id"], model_key=keys["model_key"],
                 settings_key=keys["settings_key"])
     attention = dict(ace_key=keys["ace_key"], response_choice=params.ace.response, **plan)
@@ -128,7 +137,11 @@ def _infer_missing(params: RapParams, settings: Settings, keys: dict, model) -> 
         options = (dict(head_reduce=params.ace.head_reduce, fact_key=keys["ace_key"])
                    if name == "attention" else
                    dict(rollout=params.rollout, fact_key=keys["settings_key"]))
-        _run_phase(name, task_fn, table, todo, params, settings, model, progress, **options)
+        start = time.perf_counter()
+        spent = _run_phase(name, task_fn, table, todo, params, settings, model, progress,
+                           **options)
+        timings[name] = {"seconds": round(time.perf_counter() - start, 3),
+                         **{k: round(v, 3) for k, v in spent.items()}}
     return inferred
 
 
@@ -148,20 +161,22 @@ def _run_record(params: RapParams, keys: dict, n_rows: int, inferred: int, store
             "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
 
 
-def _prepare_select(params: RapParams, settings: Settings) -> tuple[dict, int, int, float]:
+def _prepare_select(params: RapParams, settings: Settings, timings: dict
+                    ) -> tuple[dict, int, int, float]:
     pool = ingest(params.data, settings)
     model = register_model(params.model, params.rollout, params.ace, settings)
     settings_key = params.rollout.key()
     keys = {"pool_id": pool.pool_id, "model_key": model.model_key,
             "settings_key": settings_key, "ace_key": params.ace.key(settings_key)}
     start = time.perf_counter()
-    inferred = _infer_missing(params, settings, keys, model)
+    inferred = _infer_missing(params, settings, keys, model, timings)
     seconds = time.perf_counter() - start
     eligible = pool.samples.filter(pl.col("image_paths").list.len() > 0).height
     return keys, len(inferred), eligible - len(inferred), seconds
 
 
-def _prepare_retune(params: RapParams, settings: Settings) -> tuple[dict, int, int, float]:
+def _prepare_retune(params: RapParams, settings: Settings, _timings: dict
+                    ) -> tuple[dict, int, int, float]:
     given, default = flat_params(params), flat_params(RapParams())
     ignored = [name for name, (group, _) in FLOW_PARAMETERS.items()
                if group in ("data", "model", "rollout", "ace") and given[name] != default[name]]
@@ -183,7 +198,8 @@ def run_rap(params: RapParams) -> dict:
 
 def _select(params: RapParams, settings: Settings) -> dict:
     prepare = _prepare_retune if params.mode == "retune" else _prepare_select
-    keys, inferred, stored, inference_s = prepare(params, settings)
+    phases: dict = {}
+    keys, inferred, stored, inference_s = prepare(params, settings, phases)
     th = params.thresholds
     inputs = estimate_difficulty(settings, keys, th)
     decisions = replacement(cde_ace_filter(inputs, th), th)
@@ -197,6 +213,7 @@ def _select(params: RapParams, settings: Settings) -> dict:
     summary = {"run_id": run["run_id"], "mode": params.mode, "funnel": result["funnel"],
                "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
                "samples_stored": stored, "inference_s": round(inference_s, 3),
+               "inference_phases": phases,
                "duckdb_path": str(settings.duckdb_path),
                "export_path": export_path, "mlflow_run_id": mlflow_id,
                "tracking_failed": params.track and mlflow_id is None, **keys}

@@ -22,7 +22,7 @@ def _load_images(paths: tuple[str, ...], max_pixels: int | None = None):
 
 
 class HFEngine:
-    """Qwen2-VL family through transformers; eager text attention, sdpa vision."""
+    """Qwen2-VL family through transformers; sdpa attention but for the final text layer."""
 
     def __init__(self, model_dir: str, device: str, dtype: str, system_prompt: str | None):
         model, processor = load_model_and_processor(Path(model_dir), device, dtype)
@@ -156,16 +156,18 @@ class HFEngine:
         return spans
 
     def _final_layer_attention(self, inputs) -> torch.Tensor:
-        """Only the last decoder layer's weights are kept (a hook), never all layers."""
+        """Only the last decoder layer's weights are kept (a hook), never all layers; only
+        the last position's logits are computed (ACE needs none, and all of them would be a
+        (batch, T, vocabulary) tensor)."""
         kept = {}
         layer = self.model.get_decoder().layers[-1].self_attn
         hook = layer.register_forward_hook(lambda mod, args, out: kept.update(w=out[1]))
         try:
             with torch.inference_mode():
-                self.model(**inputs, use_cache=False)
+                self.model(**inputs, use_cache=False, logits_to_keep=1)
         finally:
             hook.remove()
         if kept.get("w") is None:
-            raise EngineConfigError("final layer returned no attention weights "
-                                    "(text attention must be eager)")
+            raise EngineConfigError("final layer returned no attention weights (load the "
+                                    "model with rap_core.attention's implementation)")
         return kept["w"].cpu()

@@ -52,15 +52,18 @@ def model_family(model_dir: Path) -> str:
 
 
 def load_model_and_processor(model_dir: Path, device: str, dtype: str):
-    """Load a checkpoint with eager text attention (for ACE maps) and sdpa vision."""
+    """Load a checkpoint with sdpa attention, except the final text layer (eager, for the
+    ACE maps; rap_core.attention)."""
     import torch
     import transformers
+
+    from rap_core.attention import NAME as final_layer_eager
     family = model_family(model_dir)
     model_cls_name, processor_cls = FAMILIES[family]
     model_cls = getattr(transformers, model_cls_name)
     model = model_cls.from_pretrained(
         model_dir, dtype=getattr(torch, dtype),
-        attn_implementation={"text_config": "eager", "vision_config": "sdpa"})
+        attn_implementation={"text_config": final_layer_eager, "vision_config": "sdpa"})
     model.to(device).eval()
     processor = processor_cls.from_pretrained(model_dir)
     processor.tokenizer.padding_side = "left"

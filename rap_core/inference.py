@@ -5,6 +5,7 @@ Rollouts are graded here (the grade is a fact of the rollout key); errors are pe
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import polars as pl
@@ -31,12 +32,34 @@ class ShardResult:
 
     facts: pl.DataFrame
     errors: pl.DataFrame
+    engine_s: float = 0.0  # wall time inside engine calls (the rest is bookkeeping)
 
 
 def _items(shard: pl.DataFrame, with_responses: bool = False) -> list[PromptItem]:
     return [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]),
                        tuple(r["token_ids"]) if with_responses else (), r.get("system"))
             for r in shard.iter_rows(named=True)]
+
+
+def length_order(items: list[PromptItem], with_images: bool) -> list[int]:
+    """Indices of items sorted by a prompt-length estimate, so a batch pads to similar
+    lengths (length bucketing). Results do not depend on a sample's batch."""
+    def length(i: int) -> tuple[int, int]:
+        it = items[i]
+        text = len(it.question) + len(it.system or "") + len(it.response_ids) * 4
+        return (len(it.image_paths) if with_images else 0, text)
+    return sorted(range(len(items)), key=length)
+
+
+def run_bucketed(items: list[PromptItem], with_images: bool, batch_size: int, call,
+                 progress=None, bucket: bool = True) -> list:
+    """run_isolated over length-sorted items; results come back in the items' order."""
+    order = length_order(items, with_images) if bucket else list(range(len(items)))
+    done = run_isolated([items[i] for i in order], batch_size, call, progress)
+    results: list = [None] * len(items)
+    for position, index in enumerate(order):
+        results[index] = done[position]
+    return results
 
 
 def _errors(sample_id: str, err: SampleError, model_key: str, fact_key: str, stage: str):
@@ -46,12 +69,15 @@ def _errors(sample_id: str, err: SampleError, model_key: str, fact_key: str, sta
 
 def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: RolloutSettings,
                    batch_size: int, model_key: str, settings_key: str,
-                   progress=None) -> ShardResult:
+                   progress=None, bucket: bool = True) -> ShardResult:
     """M graded responses per sample under one condition ('text_only' or 'multimodal')."""
     condition, with_images = CONDITIONS[stage]
     items = _items(shard)
-    results = run_isolated(items, batch_size,
-                           lambda batch: engine.generate(batch, with_images, rollout), progress)
+    start = time.perf_counter()
+    results = run_bucketed(items, with_images, batch_size,
+                           lambda batch: engine.generate(batch, with_images, rollout),
+                           progress, bucket)
+    engine_s = time.perf_counter() - start
     facts, errors = [], []
     for item, answer, result in zip(items, shard["answer"], results):
         if isinstance(result, SampleError):
@@ -65,16 +91,19 @@ def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: Rol
                           "token_ids": list(response.token_ids),
                           "extracted_answer": extracted, "correct": correct})
     return ShardResult(pl.DataFrame(facts, schema=ROLLOUT_SCHEMA),
-                       pl.DataFrame(errors, schema=ERROR_SCHEMA))
+                       pl.DataFrame(errors, schema=ERROR_SCHEMA), engine_s)
 
 
 def infer_attention(engine: Engine, shard: pl.DataFrame, head_reduce: str, batch_size: int,
-                    model_key: str, ace_key: str, progress=None) -> ShardResult:
+                    model_key: str, ace_key: str, progress=None,
+                    bucket: bool = True) -> ShardResult:
     """Column log-sums of the final layer's attention over each sample's chosen response."""
     items = _items(shard, with_responses=True)
-    results = run_isolated(items, batch_size,
+    start = time.perf_counter()
+    results = run_bucketed(items, True, batch_size,
                            lambda batch: engine.attention_column_log_sums(batch, head_reduce),
-                           progress)
+                           progress, bucket)
+    engine_s = time.perf_counter() - start
     facts, errors = [], []
     for item, index, result in zip(items, shard["rollout_index"], results):
         if isinstance(result, SampleError):
@@ -84,4 +113,4 @@ def infer_attention(engine: Engine, shard: pl.DataFrame, head_reduce: str, batch
                       "rollout_index": index, "response_len": len(result),
                       "col_log_sums": [float(x) for x in result]})
     return ShardResult(pl.DataFrame(facts, schema=ATTENTION_SCHEMA),
-                       pl.DataFrame(errors, schema=ERROR_SCHEMA))
+                       pl.DataFrame(errors, schema=ERROR_SCHEMA), engine_s)

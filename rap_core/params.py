@@ -45,8 +45,9 @@ class ModelSpec(BaseModel):
                       f"{BUILTIN_MODEL} (the trained demo model) or {BUILTIN_RANDOM_MODEL} "
                       "(random weights)")
     device: str = Field("cpu", description="torch device, e.g. cpu, cuda, cuda:1")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Model weights dtype (bfloat16 on recent GPUs)")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="Model weights dtype; auto: bfloat16 on GPUs and CPUs with "
+        "native bfloat16 (avx512_bf16/amx), float16 on older GPUs, else float32")
     system_prompt: str | None = Field(None, description="Optional system turn for every prompt")
 
 

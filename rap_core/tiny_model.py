@@ -83,14 +83,16 @@ TEXT_CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
 
 
 def build_model(tokenizer, seed: int, family: str = "qwen2_vl", text: dict | None = None,
-                vision: dict | None = None):
-    """A random-init model of the family; text/vision override the tiny default sizes."""
+                vision: dict | None = None, **from_config):
+    """A random-init model of the family; text/vision override the tiny default sizes (a
+    vocab_size above the tokenizer's only adds unused rows); from_config goes to
+    _from_config (dtype, attn_implementation)."""
     import torch
     import transformers
 
     from rap_core.hf_loading import FAMILIES
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    text = {**TEXT_CONFIG, **(text or {}), "vocab_size": len(tokenizer),
+    text = {**TEXT_CONFIG, "vocab_size": len(tokenizer), **(text or {}),
             "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"]}
     model_cls = getattr(transformers, FAMILIES[family][0])
@@ -99,7 +101,8 @@ def build_model(tokenizer, seed: int, family: str = "qwen2_vl", text: dict | Non
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     torch.manual_seed(seed)
-    model = model_cls(config).eval()
+    model = (model_cls._from_config(config, **from_config) if from_config
+             else model_cls(config)).eval()
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     return model

@@ -43,7 +43,7 @@ class _Progress:
 
 
 def _engine(model: ResolvedModel, spec: ModelSpec):
-    return load_engine(model.path, spec.device, spec.dtype, spec.system_prompt)
+    return load_engine(model.path, spec.device, model.dtype, spec.system_prompt)
 
 
 def _rollouts(stage, shard, model, spec, rollout, batch_size, fact_key, report) -> ShardResult:

@@ -7,7 +7,7 @@ import torch
 from rap_core.ace import column_log_sums
 from rap_core.engine import EngineConfigError, PromptItem, SampleError, run_isolated
 from rap_core.hf_engine import HFEngine
-from rap_core.inference import infer_attention, infer_rollouts
+from rap_core.inference import infer_attention, infer_rollouts, run_bucketed
 from rap_core.params import DataSpec, RolloutSettings
 from rap_core.prompts import build_messages
 from rap_core.readers import read_pool
@@ -85,6 +85,27 @@ def test_attention_pass_keeps_only_the_final_layer_and_matches_full_maps(engine,
     np.testing.assert_allclose(column_log_sums(block), single, atol=1e-6)
 
 
+def test_final_layer_eager_matches_an_all_eager_model(engine, shard, tiny_model_dir):
+    """sdpa in the other layers changes nothing but rounding: same greedy responses, same
+    final-layer maps as a model that runs every layer eager, with left padding in the batch."""
+    import transformers
+    reference = transformers.Qwen2VLForConditionalGeneration.from_pretrained(
+        tiny_model_dir, attn_implementation={"text_config": "eager", "vision_config": "sdpa"})
+    eager = HFEngine.from_loaded(reference.eval(), engine.processor)
+    greedy = RolloutSettings(m=1, temperature=0.0, max_new_tokens=12)
+    batch = items(shard)[:3]
+    batch[1] = PromptItem(batch[1].sample_id, batch[1].question + " Answer in one word, "
+                          "please, and think before you answer.", batch[1].image_paths)
+    out = engine.generate(batch, True, greedy)
+    assert out == eager.generate(batch, True, greedy)
+    forced = [PromptItem(it.sample_id, it.question, it.image_paths, o[0].token_ids)
+              for it, o in zip(batch, out)]
+    for got, want in zip(engine.attention_column_log_sums(forced, "max"),
+                         eager.attention_column_log_sums(forced, "max")):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    assert engine.model.config.get_text_config()._attn_implementation == "rap_final_eager"
+
+
 def test_bad_sample_costs_only_itself(engine, shard):
     good = items(shard)[:3]
     broken = PromptItem("bad", "what?", ("/nonexistent.png",))
@@ -93,6 +114,22 @@ def test_bad_sample_costs_only_itself(engine, shard):
     assert isinstance(out[1], SampleError) and out[1].code == "inference_failed"
     assert "nonexistent.png" in str(out[1])
     assert all(isinstance(r, list) for i, r in enumerate(out) if i != 1)
+
+
+def test_bucketing_batches_similar_lengths_and_keeps_the_order():
+    lengths = [50, 5, 40, 10, 45]
+    batch_items = [PromptItem(str(i), "q" * n, ()) for i, n in enumerate(lengths)]
+    seen = []
+
+    def call(batch):
+        seen.append([it.sample_id for it in batch])
+        if "3" in seen[-1]:
+            raise RuntimeError("sample 3 fails; its batch is retried item by item")
+        return [it.sample_id for it in batch]
+    out = run_bucketed(batch_items, False, 2, call)
+    assert out[:3] == ["0", "1", "2"] and out[4] == "4" and isinstance(out[3], SampleError)
+    assert seen[:3] == [["1", "3"], ["1"], ["3"]] and seen[3:] == [["2", "4"], ["0"]]
+    assert run_bucketed(batch_items[:3], False, 2, call, bucket=False) == list("012")
 
 
 def test_config_errors_fail_loudly():

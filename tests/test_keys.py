@@ -37,6 +37,16 @@ def test_model_key_covers_dtype_and_system_prompt(settings, tiny_model_dir):
     assert base.fingerprint == bf16.fingerprint
 
 
+def test_auto_dtype_is_keyed_as_the_dtype_it_resolves_to(settings, tiny_model_dir, monkeypatch):
+    import rap_core.models as models
+    for has_bf16, want in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(models, "_cpu_has_bf16", lambda: has_bf16)
+        auto = resolve_model(ModelSpec(path=str(tiny_model_dir), dtype="auto"), settings)
+        fixed = resolve_model(ModelSpec(path=str(tiny_model_dir), dtype=want), settings)
+        assert (auto.dtype, auto.model_key) == (want, fixed.model_key)
+    assert models.resolve_dtype("cuda:0", "float16") == "float16"
+
+
 def test_settings_keys_change_with_any_field():
     r = RolloutSettings()
     assert r.key() == RolloutSettings().key() != RolloutSettings(top_p=0.9).key()
