@@ -43,7 +43,10 @@ worker: install
 bench: install
 	$(BIN)/python bench/orchestration.py
 	$(BIN)/python bench/rollouts.py
+	$(BIN)/python bench/attention_memory.py
 	$(BIN)/python bench/retune.py
+	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/large_model.py
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -26,7 +26,7 @@ def main() -> None:
     configure_process_env(Settings.from_env().data_dir)
     from flows.rap import run_flow
     from rap_core.engine import load_engine
-    from rap_core.params import DataSpec, ModelSpec, RapParams
+    from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
     path = model_path(Settings(data_dir=Path("rap_data").resolve(),
                                mlflow_tracking_uri="sqlite:///" + str(work / "m.db")),
                       args.model)
@@ -34,8 +34,10 @@ def main() -> None:
     rows = []
     for i, n in enumerate(args.sizes):
         os.environ["RAP_DATA_DIR"] = str(work / f"store{i}")
+        # another seed per size: a smaller pool's shards are a larger one's first shards,
+        # and Prefect would return their cached task results
         params = RapParams(data=DataSpec(limit=n), model=ModelSpec(path=path), track=False,
-                           export=False)
+                           export=False, rollout=RolloutSettings(seed=i + 1))
         summary = run_flow(params)
         phases = summary["inference_phases"].values()
         seconds = summary["inference_s"]

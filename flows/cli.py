@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from flows.server import ServerError
     from rap_core.export import ExportError
-    from rap_core.hf_loading import ModelLoadError
+    from rap_core.checkpoints import ModelLoadError
     from rap_core.readers import PoolReadError
     from rap_core.store import StoreError
     try:

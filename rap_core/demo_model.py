@@ -21,7 +21,6 @@ import numpy as np
 from rap_core.easy_vqa_data import (COLORS, SHAPES, TRAIN_HINTS, Question, image_facts,
                                     load_split, response, stated_fact, with_hint)
 from rap_core.keys import short_hash
-from rap_core.training import Example, pretrain_vision, train
 
 DEMO_MODEL_VERSION = "easy-vqa-demo-v1"
 META_FILE = "rap_demo.json"
@@ -65,8 +64,9 @@ class Recipe:
 
 
 def training_examples(questions: list[Question], recipe: Recipe,
-                      seed: int | None = None) -> list[Example]:
+                      seed: int | None = None) -> list:
     """One example per question: image kept or removed, hint added or not, by a seeded draw."""
+    from rap_core.training import Example  # torch: only when training
     rng = np.random.default_rng(recipe.seed if seed is None else seed)
     facts = image_facts(questions)
     text_only = rng.random(len(questions)) < recipe.text_only_share
@@ -123,6 +123,8 @@ def train_demo_model(out_dir: Path, recipe: Recipe = Recipe(),
                      evaluate_on: int = 1000) -> dict:
     """Train, evaluate on the test split, save; returns the metadata written beside it."""
     import torch
+
+    from rap_core.training import pretrain_vision, train
     started = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)

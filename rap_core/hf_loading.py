@@ -6,10 +6,11 @@ the image-only subclasses below drop that slot so real checkpoints load on a lea
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+
+from rap_core.checkpoints import ModelLoadError, model_family  # noqa: F401 (re-exported)
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
@@ -32,23 +33,6 @@ FAMILIES = {
     "qwen2_vl": ("Qwen2VLForConditionalGeneration", Qwen2VLImageOnlyProcessor),
     "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", Qwen25VLImageOnlyProcessor),
 }
-
-
-class ModelLoadError(ValueError):
-    """The model folder cannot be used by this project."""
-
-
-def model_family(model_dir: Path) -> str:
-    """The checkpoint's model_type, checked against the supported families."""
-    config_path = Path(model_dir) / "config.json"
-    if not config_path.is_file():
-        raise ModelLoadError(f"{model_dir}: no config.json; --model must be a local "
-                             "transformers checkpoint folder")
-    model_type = json.loads(config_path.read_text()).get("model_type", "")
-    if model_type not in FAMILIES:
-        raise ModelLoadError(f"{model_dir}: model_type {model_type!r} is not supported "
-                             f"(supported: {', '.join(sorted(FAMILIES))})")
-    return model_type
 
 
 def load_model_and_processor(model_dir: Path, device: str, dtype: str):

@@ -69,3 +69,26 @@ def test_server_commands_parse_and_bound_ports():
         p.parse_args(["server", "deploy", "--port", "70000"])
     with pytest.raises(SystemExit):
         p.parse_args(["server"])
+
+
+def test_commands_that_load_no_model_import_neither_torch_nor_transformers(tiny_model_dir,
+                                                                           tmp_path):
+    """A rerun, retune or query must not pay for importing the model stack (5 s here)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import sys; import flows.cli, flows.rap, rap_core.demo_model\n"
+            "from rap_core.models import resolve_model\n"
+            "from rap_core.params import ModelSpec\nfrom rap_core.settings import Settings\n"
+            f"resolve_model(ModelSpec(path={str(tiny_model_dir)!r}), Settings.from_env())\n"
+            "flows.cli.main(['runs'])\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, RAP_DATA_DIR=str(tmp_path)))
+    assert out.stdout.strip() == "[]"
+
+
+def test_supported_model_types_match_the_loaders():
+    from rap_core.checkpoints import SUPPORTED_MODEL_TYPES
+    from rap_core.hf_loading import FAMILIES
+    assert set(SUPPORTED_MODEL_TYPES) == set(FAMILIES)

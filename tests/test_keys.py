@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rap_core.hf_loading import ModelLoadError, model_family
+from rap_core.checkpoints import ModelLoadError, model_family
 from rap_core.keys import sample_id, weights_fingerprint
 from rap_core.models import resolve_model
 from rap_core.params import AceSettings, ModelSpec, RolloutSettings
