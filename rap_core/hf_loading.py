@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
-from rap_core.checkpoints import ModelLoadError, model_family  # noqa: F401 (re-exported)
+from rap_core.checkpoints import model_family
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
