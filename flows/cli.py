@@ -55,6 +55,13 @@ SELECT_FLAGS = [  # (flag, group, field, type, help)
     ("--seed", "rollout", "seed", int, "sampling seed (default 0)"),
     ("--head-reduce", "ace", "head_reduce", str, "ACE: mean (default) or max over heads"),
     ("--ace-response", "ace", "response", str, "ACE: first_correct (default) or first"),
+    ("--runner", "runner", "kind", str, "local (default) or ray: inference shards as tasks "
+     "on Ray (pip install .[ray])"),
+    ("--ray-address", "runner", "address", str, "Ray cluster to join (default: start a "
+     "local Ray)"),
+    ("--ray-num-gpus", "runner", "num_gpus", float, "GPUs per shard task (default: 1 when "
+     "the cluster has GPUs, else 0)"),
+    ("--ray-num-cpus", "runner", "num_cpus", float, "CPUs per shard task (default 1)"),
 ]
 
 
@@ -250,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     from rap_core.checkpoints import ModelLoadError
     from rap_core.readers import PoolReadError
     from rap_core.store import StoreError
+    from tasks.ray_runner import RunnerError
     try:
         if args.command == "query":
             print(run_query(settings, args.sql, args.max_rows))
@@ -291,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             from flows.rap import run_flow
             print(format_summary(run_flow(params), settings))
     except (ValidationError, PoolReadError, ModelLoadError, StoreError, ServerError,
-            ExportError) as exc:
+            ExportError, RunnerError) as exc:
         print(f"rap: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

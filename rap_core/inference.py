@@ -114,3 +114,13 @@ def infer_attention(engine: Engine, shard: pl.DataFrame, head_reduce: str, batch
                       "col_log_sums": [float(x) for x in result]})
     return ShardResult(pl.DataFrame(facts, schema=ATTENTION_SCHEMA),
                        pl.DataFrame(errors, schema=ERROR_SCHEMA), engine_s)
+
+
+def failed_shard(shard: pl.DataFrame, stage: str, model_key: str, fact_key: str,
+                 message: str) -> ShardResult:
+    """A shard whose task kept failing: every sample gets the error, no facts."""
+    schema = ATTENTION_SCHEMA if stage == "attention" else ROLLOUT_SCHEMA
+    errors = [{"sample_id": sample_id, "model_key": model_key, "fact_key": fact_key,
+               "stage": stage, "error_code": "shard_failed", "error_message": message}
+              for sample_id in shard["sample_id"]]
+    return ShardResult(pl.DataFrame([], schema=schema), pl.DataFrame(errors, schema=ERROR_SCHEMA))

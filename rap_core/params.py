@@ -93,6 +93,19 @@ class Thresholds(BaseModel):
         True, description="DRM: replacements must have D(x) > 0")
 
 
+class RunnerSpec(BaseModel):
+    """Where the inference shards run; never part of a fact's key (same seed, same facts)."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: in the flow's process; ray: shards as Prefect tasks on "
+        "Ray (pip install .[ray]), each worker loading the model once")
+    address: str | None = Field(None, description="Ray cluster to join (e.g. ray://head:10001 "
+                                "or auto); none: start a local Ray for the run")
+    num_gpus: float | None = Field(None, ge=0.0, description="GPUs per shard task (default: "
+                                   "1 when the Ray cluster has GPUs, else 0)")
+    num_cpus: float = Field(1.0, gt=0.0, description="CPUs per shard task")
+
+
 class RapParams(BaseModel):
     """All parameters of the `rap` flow."""
 
@@ -106,6 +119,7 @@ class RapParams(BaseModel):
     rollout: RolloutSettings = RolloutSettings()
     ace: AceSettings = AceSettings()
     thresholds: Thresholds = Thresholds()
+    runner: RunnerSpec = RunnerSpec()
     shard_size: int = Field(256, ge=1, description="Samples per inference task")
     batch_size: int = Field(8, ge=1, description="Samples per forward/generate call")
     export: bool = Field(True, description="Write the selected subset as EasyR1 Parquet")
@@ -129,6 +143,8 @@ FLOW_PARAMETERS: dict[str, tuple[str | None, str]] = {
     "seed": ("rollout", "seed"),
     "head_reduce": ("ace", "head_reduce"), "ace_response": ("ace", "response"),
     **{name: ("thresholds", name) for name in Thresholds.model_fields},
+    "runner": ("runner", "kind"), "ray_address": ("runner", "address"),
+    "ray_num_gpus": ("runner", "num_gpus"), "ray_num_cpus": ("runner", "num_cpus"),
     "shard_size": (None, "shard_size"), "batch_size": (None, "batch_size"),
     "export": (None, "export"), "track": (None, "track"),
     "wait_for_lock": (None, "wait_for_lock"),

@@ -92,3 +92,21 @@ def test_supported_model_types_match_the_loaders():
     from rap_core.checkpoints import SUPPORTED_MODEL_TYPES
     from rap_core.hf_loading import FAMILIES
     assert set(SUPPORTED_MODEL_TYPES) == set(FAMILIES)
+
+
+def test_runner_flags_and_the_missing_ray_extra(monkeypatch, capsys):
+    import sys
+
+    from rap_core.params import RunnerSpec
+    from tasks.ray_runner import RunnerError, ray_task_runner
+    args = cli.build_parser().parse_args(["select", "--runner", "ray", "--ray-address",
+                                          "ray://head:10001", "--ray-num-gpus", "0.5"])
+    runner = cli.params_from_args(args).runner
+    assert (runner.kind, runner.address, runner.num_gpus, runner.num_cpus) == (
+        "ray", "ray://head:10001", 0.5, 1.0)
+    assert cli.main(["select", "--runner", "spark"]) == 2
+    assert "runner" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "prefect_ray", None)  # as if the extra were not installed
+    with pytest.raises(RunnerError, match=r"pip install '\.\[ray\]'"):
+        with ray_task_runner(RunnerSpec(kind="ray")):
+            pass
