@@ -45,8 +45,8 @@ SELECT_FLAGS = [  # (flag, group, field, type, help)
      "builtin:easy-vqa-vlm (default: trained on easy-VQA on first use) or "
      "builtin:tiny-qwen2-vl (random weights)"),
     ("--device", "model", "device", str, "cpu (default), cuda, cuda:N"),
-    ("--dtype", "model", "dtype", str, "float32 (default), bfloat16, float16, auto (bfloat16 where the "
-     "hardware has it)"),
+    ("--dtype", "model", "dtype", str, "float32 (default), bfloat16, float16, auto "
+     "(bfloat16 where the hardware has it)"),
     ("--system-prompt", "model", "system_prompt", str, "system turn for every prompt"),
     ("--m", "rollout", "m", int, "responses per sample and condition (default 5)"),
     ("--temperature", "rollout", "temperature", float, "sampling temperature (default 1.0)"),
