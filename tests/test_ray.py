@@ -100,3 +100,14 @@ def test_a_shard_that_keeps_failing_becomes_errors_and_the_others_are_kept(
     outcomes[1] = EngineConfigError("processor drops images")
     with pytest.raises(EngineConfigError):
         phase()
+
+
+def test_deployments_name_the_flow_by_module_path():
+    """A deployment's flow loaded from a file is a module `rap` that Ray workers cannot
+    import: a runner=ray run on a worker then failed every shard (seen for real)."""
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+    spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "prefect.yaml").read_text())
+    entrypoints = {d["entrypoint"] for d in spec["deployments"]}
+    assert entrypoints == {"flows.rap:rap"}
+    assert load_flow_from_entrypoint("flows.rap:rap").fn.__module__ == "flows.rap"
