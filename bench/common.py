@@ -41,11 +41,28 @@ def _cell(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def model_path(settings, name: str) -> str:
-    """builtin:easy-vqa-vlm (trained demo model, trained once if missing) or a folder."""
+def model_path(name: str, work: Path) -> str:
+    """builtin:easy-vqa-vlm (trained demo model, trained once into ./rap_data/models if
+    missing) or a folder; work holds the MLflow record of a training."""
     from rap_core.models import resolve_model
     from rap_core.params import ModelSpec
+    from rap_core.settings import Settings
+    settings = Settings(data_dir=Path("rap_data").resolve(),
+                        mlflow_tracking_uri=f"sqlite:///{work / 'm.db'}")
     return resolve_model(ModelSpec(path=name), settings, log=print).path
+
+
+def flow_bench(name: str, work: Path):
+    """For benchmarks that run the flow: the process set up as the CLI does (first store
+    under work), the model resolved and loaded once, outside any timing. (run_flow, path,
+    engine)"""
+    os.environ["RAP_DATA_DIR"] = str(work / "store0")
+    from rap_core.settings import Settings, configure_process_env
+    configure_process_env(Settings.from_env().data_dir)
+    from flows.rap import run_flow
+    from rap_core.engine import load_engine
+    path = model_path(name, work)
+    return run_flow, path, load_engine(path, "cpu", "float32", None)
 
 
 def easy_vqa_samples(n: int, images_dir: Path):

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from common import easy_vqa_samples, machine, model_path, table, timed
+from common import easy_vqa_samples, flow_bench, machine, table, timed
 
 
 def bare_loop(engine, samples, params) -> dict:
@@ -62,18 +62,10 @@ def main() -> None:
     parser.add_argument("--model", default="builtin:easy-vqa-vlm")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rap-bench-"))
-    os.environ["RAP_DATA_DIR"] = str(work / "flow0")
-    from rap_core.settings import Settings, configure_process_env
-    configure_process_env(Settings.from_env().data_dir)
-    from flows.rap import run_flow
-    from rap_core.engine import load_engine
+    run_flow, path, engine = flow_bench(args.model, work)
     from rap_core.params import DataSpec, ModelSpec, RapParams
-    path = model_path(Settings(data_dir=Path("rap_data").resolve(),
-                               mlflow_tracking_uri="sqlite:///" + str(work / "m.db")),
-                      args.model)
     params = RapParams(data=DataSpec(limit=args.n), model=ModelSpec(path=path), track=False,
                        export=False)
-    engine = load_engine(path, "cpu", "float32", None)  # loaded once, outside all timings
     samples = easy_vqa_samples(args.n, work / "images")
     # bare, flow, bare, flow, bare: each flow run is compared with the mean of the bare runs
     # on either side, which cancels drift on a shared machine

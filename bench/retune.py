@@ -79,9 +79,7 @@ def main() -> None:
     print(f"    retune total {got['retune total']:.2f} s (target < 3 s: "
           f"{'met' if got['retune total'] < 3 else 'NOT met'}); no model is loaded")
     # (b) the same command twice on a fresh data folder with the demo model already trained
-    from rap_core.settings import Settings
-    model_path(Settings(data_dir=Path("rap_data").resolve(),
-                        mlflow_tracking_uri=f"sqlite:///{work / 'm.db'}"), "builtin:easy-vqa-vlm")
+    model_path("builtin:easy-vqa-vlm", work)
     data = work / "rerun"
     (data / "models").mkdir(parents=True)
     for model in (Path("rap_data") / "models").glob("*"):

@@ -26,9 +26,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rap-bench-"))
     from rap_core.engine import PromptItem, load_engine
     from rap_core.params import RolloutSettings
-    from rap_core.settings import Settings
-    path = model_path(Settings(data_dir=Path("rap_data").resolve(),
-                               mlflow_tracking_uri=f"sqlite:///{work / 'm.db'}"), args.model)
+    path = model_path(args.model, work)
     engine = load_engine(path, "cpu", "float32", None)
     samples = easy_vqa_samples(args.n, work / "images")
     items = [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]))

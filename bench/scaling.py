@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from common import machine, model_path, table
+from common import flow_bench, machine, table
 
 
 def main() -> None:
@@ -21,16 +21,8 @@ def main() -> None:
     parser.add_argument("--model", default="builtin:easy-vqa-vlm")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rap-bench-"))
-    os.environ["RAP_DATA_DIR"] = str(work / "store0")
-    from rap_core.settings import Settings, configure_process_env
-    configure_process_env(Settings.from_env().data_dir)
-    from flows.rap import run_flow
-    from rap_core.engine import load_engine
+    run_flow, path, _ = flow_bench(args.model, work)
     from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
-    path = model_path(Settings(data_dir=Path("rap_data").resolve(),
-                               mlflow_tracking_uri="sqlite:///" + str(work / "m.db")),
-                      args.model)
-    load_engine(path, "cpu", "float32", None)  # loaded once, outside the timings
     rows = []
     for i, n in enumerate(args.sizes):
         os.environ["RAP_DATA_DIR"] = str(work / f"store{i}")
