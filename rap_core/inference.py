@@ -120,7 +120,7 @@ def failed_shard(shard: pl.DataFrame, stage: str, model_key: str, fact_key: str,
                  message: str) -> ShardResult:
     """A shard whose task kept failing: every sample gets the error, no facts."""
     schema = ATTENTION_SCHEMA if stage == "attention" else ROLLOUT_SCHEMA
-    errors = [{"sample_id": sample_id, "model_key": model_key, "fact_key": fact_key,
-               "stage": stage, "error_code": "shard_failed", "error_message": message}
+    error = SampleError("shard_failed", message)
+    errors = [_errors(sample_id, error, model_key, fact_key, stage)
               for sample_id in shard["sample_id"]]
     return ShardResult(pl.DataFrame([], schema=schema), pl.DataFrame(errors, schema=ERROR_SCHEMA))
