@@ -2,7 +2,8 @@
 
     rap select [--data PATH] [--model DIR] [options]   # infer what is missing, then select
     rap retune [--run RUN] [--lambda-c 0.3 ...]         # re-select from stored facts only
-    rap query "SELECT * FROM funnel"                    # read-only SQL over the store
+    rap query "SELECT * FROM funnel"                    # one read-only SELECT over the store
+    rap query "SELECT * FROM selected" --out sel.csv    # its whole result as a file
     rap runs                                            # the selection runs so far
     rap track [--run RUN]                               # log a stored run to MLflow later
     rap demo-model [--retrain]                          # train / show the embedded model
@@ -109,9 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     retune = sub.add_parser("retune", help="re-select from stored facts, no model call")
     retune.add_argument("--run", dest="base_run", help="run to retune (default: latest)")
     _add_common(retune)
-    query = sub.add_parser("query", help="run read-only SQL over the store")
-    query.add_argument("sql", help="the SQL statement")
-    query.add_argument("--max-rows", type=int, default=50)
+    query = sub.add_parser("query", help="run one read-only SELECT over the store (it can "
+                           "read the store and nothing else)")
+    query.add_argument("sql", help="the SELECT statement (SHOW, DESCRIBE, SUMMARIZE too)")
+    query.add_argument("--max-rows", type=_bounded(int, 1, 10**9), default=50,
+                       help="rows to print (50)")
+    query.add_argument("--out", help="write the whole result to this file instead: .csv, "
+                       ".parquet, .json or .jsonl (same rules as rap export --out)")
+    query.add_argument("--force", action="store_true", help="replace an earlier `rap query "
+                       "--out` result at --out")
     sub.add_parser("runs", help="list selection runs")
     tracking = sub.add_parser("track", help="log a stored selection run to MLflow (e.g. when "
                               "MLflow could not be reached during the run)")
@@ -145,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run", help="selection run (default: the latest)")
     export.add_argument("--out", help="file (folder for hf) to write (default: "
                         "rap_data/exports/<run>/<format>.<ext>)")
+    export.add_argument("--force", action="store_true", help="replace an earlier rap export "
+                        "of the same format at --out (anything else is never replaced)")
     export.add_argument("--data-source", help="verl data_source (default: the pool's, else rap)")
     export.add_argument("--check", metavar="PATH", help="check PATH against the format's rules "
                         "instead of exporting; prints each violation with its row")
@@ -231,19 +240,30 @@ def demo_model(settings: Settings, retrain: bool) -> str:
         f"  use it: rap select (default) or --model {path}"])
 
 
-def run_query(settings: Settings, statement: str, max_rows: int) -> str:
+def run_query(settings: Settings, statement: str, max_rows: int, out: str | None = None,
+              force: bool = False) -> str:
     import polars as pl
 
+    from rap_core.query import lock_down, preview, write_result
     from rap_core.store import open_store
     with open_store(settings.duckdb_path, read_only=True) as store:
-        frame = store.con.sql(statement).pl()
+        lock_down(store.con)
+        if out:
+            manifest = write_result(store.con, statement, out, settings.data_dir, force)
+            return f"wrote {manifest['rows']} rows to {manifest['path']}"
+        frame, more = preview(store.con, statement, max_rows)
     with pl.Config(tbl_rows=max_rows, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200):
-        return str(frame)
+        return str(frame) + (f"\n(first {max_rows} rows; --max-rows N for more, or --out "
+                             "FILE for all)" if more else "")
 
 
 RUNS_SQL = ("SELECT r.run_id, r.mode, r.n_rows, f.after_cde, f.after_ace, f.after_drm, "
             "r.lambda_c, r.sigma, r.lambda_a, r.drm_k, r.created_at FROM selection_runs r "
             "JOIN funnel f USING (run_id) ORDER BY r.created_at")
+
+
+WRITING_COMMANDS = {"select", "retune", "track", "demo-model", "validate", "experiment",
+                    "server"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,63 +272,98 @@ def main(argv: list[str] | None = None) -> int:
     configure_process_env(settings.data_dir)
     from pydantic import ValidationError
 
-    from flows.server import ServerError
-    from rap_core.export import ExportError
-    from rap_core.checkpoints import ModelLoadError
+    from rap_core.outputs import OutputError
+    from rap_core.query import QueryRefused
     from rap_core.readers import PoolReadError
     from rap_core.store import StoreError
-    from tasks.ray_runner import RunnerError
     try:
-        if args.command == "query":
-            print(run_query(settings, args.sql, args.max_rows))
-        elif args.command == "runs":
-            print(run_query(settings, RUNS_SQL, 1000))
-        elif args.command == "demo-model":
-            print(demo_model(settings, args.retrain))
-        elif args.command == "validate":
-            from flows.validate import validate
-            report = validate(settings, n=args.n, share=args.share, seed=args.seed,
-                              model=args.model, phrasing=args.phrasing)
-            print(report["text"])
-            print(f"\nreport written to {report['report_path']}")
-        elif args.command == "track":
-            from rap_core.tracking import track_stored_run
-            run = track_stored_run(settings, args.run, args.force)
-            print(f"run {run['run_id']} logged to MLflow as {run['mlflow_run_id']} "
-                  f"[{settings.mlflow_tracking_uri}]")
-        elif args.command == "export":
-            from flows.export import check_file, export_run
-            if args.check:
-                return check_file(args.check, args.format, _say)
-            export_run(settings, args.run, args.format, args.out, args.data_source, _say)
-        elif args.command == "server":
-            from flows import server
-            if args.action == "start":
-                server.start_server(settings, args.host, args.port, _say)
-            elif args.action == "deploy":
-                server.deploy(settings, args.port, _say, args.wait)
-            else:
-                server.start_worker(settings, args.port, _say, args.wait)
-        elif args.command == "experiment":
-            from flows.experiment import ExperimentConfig, run_experiment
-            run_experiment(settings, ExperimentConfig(
-                seeds=tuple(args.seeds), pool_size=args.pool_size, epochs=args.epochs),
-                log=_say)
-        else:
-            params = params_from_args(args)
-            from flows.rap import run_flow
-            print(format_summary(run_flow(params), settings))
-    except (ValidationError, PoolReadError, ModelLoadError, StoreError, ServerError,
-            ExportError, RunnerError) as exc:
-        print(f"rap: error: {exc}", file=sys.stderr)
-        return 2
+        if args.command in WRITING_COMMANDS:
+            from rap_core.preflight import prepare_data_dir
+            prepare_data_dir(settings)
+        return _run(args, settings)
+    except (ValidationError, PoolReadError, StoreError, OutputError, QueryRefused) as exc:
+        return _fail(exc)
     except Exception as exc:
-        import duckdb
-        if isinstance(exc, duckdb.Error):
-            print(f"rap: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+        return _known_failure(exc, settings)
+
+
+def _fail(exc: BaseException) -> int:
+    print(f"rap: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _known_failure(exc: Exception, settings: Settings) -> int:
+    """Errors of the environment and of the engine: one line, exit 2; a bug still raises."""
+    import duckdb
+
+    from flows.server import ServerError
+    from rap_core.checkpoints import ModelLoadError
+    from rap_core.store import StoreDamaged, damage_in
+    from tasks.ray_runner import RunnerError
+    if isinstance(exc, duckdb.Error) and damage_in(exc):
+        return _fail(StoreDamaged(settings.duckdb_path, str(exc).splitlines()[0]))
+    if isinstance(exc, (duckdb.Error, ModelLoadError, ServerError, RunnerError)):
+        return _fail(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        return _fail(f"{exc.strerror or exc}: {exc.filename}")
+    raise exc
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "query":
+        print(run_query(settings, args.sql, args.max_rows, args.out, args.force))
+    elif args.command == "runs":
+        print(run_query(settings, RUNS_SQL, 1000))
+    elif args.command == "demo-model":
+        print(demo_model(settings, args.retrain))
+    elif args.command == "validate":
+        from flows.validate import validate
+        report = validate(settings, n=args.n, share=args.share, seed=args.seed,
+                          model=args.model, phrasing=args.phrasing)
+        print(report["text"])
+        print(f"\nreport written to {report['report_path']}")
+    elif args.command == "track":
+        from rap_core.tracking import track_stored_run
+        run = track_stored_run(settings, args.run, args.force)
+        print(f"run {run['run_id']} logged to MLflow as {run['mlflow_run_id']} "
+              f"[{settings.mlflow_tracking_uri}]")
+    elif args.command == "export":
+        from flows.export import check_file, export_run
+        if args.check:
+            return check_file(args.check, args.format, _say)
+        export_run(settings, args.run, args.format, args.out, args.data_source, _say,
+                   force=args.force)
+    elif args.command == "server":
+        _server(args, settings)
+    elif args.command == "experiment":
+        from flows.experiment import ExperimentConfig, run_experiment
+        run_experiment(settings, ExperimentConfig(
+            seeds=tuple(args.seeds), pool_size=args.pool_size, epochs=args.epochs), log=_say)
+    else:
+        print(format_summary(select(args, settings), settings))
     return 0
+
+
+def select(args: argparse.Namespace, settings: Settings) -> dict:
+    """select / retune: the run lock and the store are checked before Prefect starts (a
+    second run, a damaged store or a store from a newer rap stop here, at once)."""
+    from rap_core.lock import RunLock
+    from rap_core.preflight import check_store
+    params = params_from_args(args)
+    with RunLock(settings.data_dir, params.wait_for_lock, _say, hand_down=True):
+        check_store(settings, write=True)
+        from flows.rap import run_flow
+        return run_flow(params)
+
+
+def _server(args: argparse.Namespace, settings: Settings) -> None:
+    from flows import server
+    if args.action == "start":
+        server.start_server(settings, args.host, args.port, _say)
+    elif args.action == "deploy":
+        server.deploy(settings, args.port, _say, args.wait)
+    else:
+        server.start_worker(settings, args.port, _say, args.wait)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from rap_core.inference import failed_shard
 from rap_core.params import (FLOW_PARAMETERS, RapParams, flat_params, flow_parameter_fields,
                              params_from_flat)
 from rap_core.lock import RunLock
+from rap_core.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
 from rap_core.store import open_store
 from tasks.estimate import cde_ace_filter, estimate_difficulty, replacement
@@ -233,7 +234,9 @@ def _prepare_retune(params: RapParams, settings: Settings, _timings: dict
 def run_rap(params: RapParams) -> dict:
     """The flow's body: select (or retune), store, export, track; returns the run summary."""
     settings = Settings.from_env()
+    prepare_data_dir(settings)
     with RunLock(settings.data_dir, params.wait_for_lock, get_run_logger().warning):
+        check_store(settings, write=True)
         return _select(params, settings)
 
 

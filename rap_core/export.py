@@ -10,21 +10,20 @@
     hf        a `datasets` folder (save_to_disk) with an Image sequence feature
 
 Every export also writes `<out>.manifest.json`: format, rows, sha256 of each file, the
-selection run and the pool it came from. Files are written under a temporary name and
-renamed, so a reader never sees half a file.
+selection run and the pool it came from. Where an export may be written, what it may
+replace, and the write-then-rename: rap_core/outputs.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
 
-from rap_core.keys import sha256_bytes, sha256_file
+from rap_core.keys import sha256_bytes
+from rap_core.outputs import (Claim, OutputError, claim, finish, manifest_record,
+                              refuse_forbidden, writing)
 from rap_core.prompts import IMAGE_PLACEHOLDER, count_placeholders
 
 EXPORT_FORMATS = ("easyr1", "verl", "openrlhf", "hf")
@@ -34,7 +33,7 @@ DEFAULT_DATA_SOURCE = "rap"
 DEFAULT_ABILITY = "multimodal"
 
 
-class ExportError(ValueError):
+class ExportError(OutputError):
     """The export cannot be written as asked (unknown format, nothing to write to)."""
 
 
@@ -49,27 +48,12 @@ def _image_structs(paths: list[str]) -> list[dict]:
     return [{"bytes": Path(p).read_bytes(), "path": Path(p).name} for p in paths]
 
 
-def _replace(tmp: Path, out: Path) -> Path:
-    if out.is_dir() and not out.is_symlink():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
-
-
-def _tmp(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.is_dir():
-        shutil.rmtree(tmp)
-    return tmp
-
-
 def _has_system(selected: pl.DataFrame) -> bool:
     """A `system` column is written only when some selected sample has its own prompt."""
     return "system" in selected.columns and bool(selected["system"].is_not_null().any())
 
 
-def write_easyr1(selected: pl.DataFrame, out: Path) -> list[Path]:
+def write_easyr1(selected: pl.DataFrame, out: Claim) -> list[Path]:
     """selected: sample_id, question, answer, image_paths[, system]."""
     has_system = _has_system(selected)
     rows = [{"problem": easyr1_problem(r["question"], len(r["image_paths"])),
@@ -78,12 +62,13 @@ def write_easyr1(selected: pl.DataFrame, out: Path) -> list[Path]:
             for r in selected.iter_rows(named=True)]
     schema = {"problem": pl.String, "answer": pl.String, "images": pl.List(IMAGE_STRUCT),
               "sample_id": pl.String, **({"system": pl.String} if has_system else {})}
-    tmp = _tmp(out)
+    tmp = out.temp_file(out.out)
     pl.DataFrame(rows, schema=schema).write_parquet(tmp)
-    return [_replace(tmp, out)]
+    return [out.place(tmp, out.out)]
 
 
-def write_verl(selected: pl.DataFrame, out: Path, data_source: str | None = None) -> list[Path]:
+def write_verl(selected: pl.DataFrame, out: Claim, data_source: str | None = None
+               ) -> list[Path]:
     rows = []
     for r in selected.iter_rows(named=True):
         problem = easyr1_problem(r["question"], len(r["image_paths"]))
@@ -103,9 +88,9 @@ def write_verl(selected: pl.DataFrame, out: Path, data_source: str | None = None
               "extra_info": pl.Struct({"split": pl.String, "index": pl.Int64,
                                        "sample_id": pl.String, "question": pl.String,
                                        "answer": pl.String})}
-    tmp = _tmp(out)
+    tmp = out.temp_file(out.out)
     pl.DataFrame(rows, schema=schema).write_parquet(tmp)
-    return [_replace(tmp, out)]
+    return [out.place(tmp, out.out)]
 
 
 def openrlhf_content(question: str, image_uris: list[str]) -> list[dict]:
@@ -119,30 +104,36 @@ def openrlhf_content(question: str, image_uris: list[str]) -> list[dict]:
     return items
 
 
-def write_openrlhf(selected: pl.DataFrame, out: Path) -> list[Path]:
-    """JSONL with images copied into `<name>_images/` beside it (file:// URIs)."""
-    images_dir = out.with_name(f"{out.stem}_images")
-    images_dir.mkdir(parents=True, exist_ok=True)
-    used, lines = set(), []
+def openrlhf_images_dir(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_images")
+
+
+def write_openrlhf(selected: pl.DataFrame, out: Claim) -> list[Path]:
+    """JSONL with images copied into `<name>_images/` beside it. The URIs are `file://` and
+    the path as it is (not percent-encoded): the trainers strip `file://` and open the rest."""
+    images_dir = openrlhf_images_dir(out.out)
+    tmp_images = out.temp_dir(images_dir)
+    names, lines = set(), []
     for r in selected.iter_rows(named=True):
         uris = []
         for path in r["image_paths"]:
             data = Path(path).read_bytes()
-            target = images_dir / f"{sha256_bytes(data)}{Path(path).suffix}"
-            if not target.exists():
-                target.write_bytes(data)
-            used.add(target)
-            uris.append(target.resolve().as_uri())
+            name = f"{sha256_bytes(data)}{Path(path).suffix}"
+            if name not in names:
+                (tmp_images / name).write_bytes(data)
+                names.add(name)
+            uris.append("file://" + str(images_dir.resolve() / name))
         message = ([{"role": "system", "content": r["system"]}] if r.get("system") else [])
         message.append({"role": "user", "content": openrlhf_content(r["question"], uris)})
         lines.append(json.dumps({"id": r["sample_id"], "message": json.dumps(message),
                                  "answer": r["answer"]}, ensure_ascii=False))
-    tmp = _tmp(out)
+    tmp = out.temp_file(out.out)
     tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return [_replace(tmp, out), *sorted(used)]  # not images of earlier exports to this path
+    out.place(tmp_images, images_dir)
+    return [out.place(tmp, out.out), *sorted(images_dir / n for n in names)]
 
 
-def write_hf(selected: pl.DataFrame, out: Path) -> list[Path]:
+def write_hf(selected: pl.DataFrame, out: Claim) -> list[Path]:
     from datasets import Dataset, Features, Image, Sequence, Value
     has_system = _has_system(selected)
     columns = {"problem": [easyr1_problem(r["question"], len(r["image_paths"]))
@@ -155,39 +146,37 @@ def write_hf(selected: pl.DataFrame, out: Path) -> list[Path]:
     if has_system:
         columns["system"] = selected["system"].to_list()
         features["system"] = Value("string")
-    tmp = _tmp(out)
+    tmp = out.temp_dir(out.out)
     Dataset.from_dict(columns, features=Features(features)).save_to_disk(str(tmp))
-    _replace(tmp, out)
-    return sorted(p for p in out.rglob("*") if p.is_file())
+    target = out.place(tmp, out.out)
+    return sorted(p for p in target.rglob("*") if p.is_file())
 
 
-def manifest_path(out: Path) -> Path:
-    return out.with_name(f"{out.name}.manifest.json")
+def claim_export(fmt: str, out: Path, data_dir: Path, *, force: bool = False,
+                 replaceable=None) -> Claim:
+    """Check the export's target against the output rules (rap_core/outputs.py)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r} (one of {', '.join(EXPORT_FORMATS)})")
+    out = refuse_forbidden(out, data_dir)
+    side = (openrlhf_images_dir(out),) if fmt == "openrlhf" else ()
+    return claim(out, fmt, data_dir, force=force, side=side, folder=fmt == "hf",
+                 replaceable=replaceable)
 
 
 def write_export(selected: pl.DataFrame, fmt: str, out: Path, run_id: str, pool_id: str,
-                 data_source: str | None = None) -> dict:
-    """Write one export and its manifest; returns the manifest."""
-    out = Path(out)
-    if fmt == "easyr1":
-        files = write_easyr1(selected, out)
-    elif fmt == "verl":
-        files = write_verl(selected, out, data_source)
-    elif fmt == "openrlhf":
-        files = write_openrlhf(selected, out)
-    elif fmt == "hf":
-        files = write_hf(selected, out)
-    else:
-        raise ExportError(f"unknown export format {fmt!r} (one of {', '.join(EXPORT_FORMATS)})")
-    manifest = {
-        "format": fmt, "path": str(out.resolve()), "rows": selected.height,
-        "selection_run": run_id, "pool_id": pool_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "files": [{"path": str(f.resolve().relative_to(out.parent.resolve())),
-                   "sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files]}
-    target = manifest_path(out)
-    tmp = _tmp(target)
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    _replace(tmp, target)
-    manifest["manifest_path"] = str(target.resolve())
-    return manifest
+                 data_dir: Path, data_source: str | None = None, *, force: bool = False,
+                 replaceable=None) -> dict:
+    """Write one export and its manifest; returns the manifest. Refuses (OutputError) any
+    target the output rules forbid, before anything is written."""
+    target = claim_export(fmt, out, data_dir, force=force, replaceable=replaceable)
+    with writing(target):
+        if fmt == "easyr1":
+            files = write_easyr1(selected, target)
+        elif fmt == "verl":
+            files = write_verl(selected, target, data_source)
+        elif fmt == "openrlhf":
+            files = write_openrlhf(selected, target)
+        else:
+            files = write_hf(selected, target)
+        return finish(target, manifest_record(target, files, rows=selected.height,
+                                              selection_run=run_id, pool_id=pool_id))

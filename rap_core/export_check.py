@@ -166,8 +166,17 @@ def _check_openrlhf(rows: list[dict], base: Path) -> list[Violation]:
                         out.append(Violation(i, "image_file_uri", f"image {uri!r:.60} is not "
                                              "a file:// URI"))
                     elif not Path(uri.removeprefix("file://")).is_file():
-                        out.append(Violation(i, "image_missing", f"image not found: {uri}"))
+                        out.append(_missing_image(i, uri))
     return out
+
+
+def _missing_image(i: int, uri: str) -> Violation:
+    from urllib.parse import unquote
+    if unquote(uri) != uri and Path(unquote(uri).removeprefix("file://")).is_file():
+        return Violation(i, "image_uri_encoded", f"image {uri!r:.80} is percent-encoded; the "
+                         "trainers strip file:// and open the rest as it is: write the path "
+                         "unencoded")
+    return Violation(i, "image_missing", f"image not found: {uri}")
 
 
 CHECKS = {"easyr1": _check_easyr1, "verl": _check_verl, "openrlhf": _check_openrlhf,

@@ -23,6 +23,9 @@ class StoreBusy(StoreError):
     """Another run is writing to this data folder."""
 
 
+_HANDED_DOWN: dict[Path, int] = {}  # folders locked with hand_down, and how many hold them
+
+
 def lock_path(data_dir: Path) -> Path:
     return Path(data_dir) / "rap.lock"
 
@@ -43,15 +46,33 @@ def describe(info: dict | None) -> str:
 
 
 class RunLock:
-    """Held for a whole run: `with RunLock(data_dir, wait_s, say): ...`."""
+    """Held for a whole run: `with RunLock(data_dir, wait_s, say): ...`. With hand_down, later
+    RunLocks on the same folder in this process join it instead of waiting: the command line
+    takes the lock before Prefect starts, and the flow it then runs finds it held."""
 
-    def __init__(self, data_dir: Path, wait_s: float = 0.0, say=None):
+    def __init__(self, data_dir: Path, wait_s: float = 0.0, say=None, hand_down: bool = False):
         self.path, self.wait_s, self.say = lock_path(data_dir), wait_s, say
-        self.data_dir, self.file = Path(data_dir), None
+        self.data_dir, self.file, self.hand_down = Path(data_dir), None, hand_down
+        self.key, self.joined = self.data_dir.resolve(), False
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")
+        if self.key in _HANDED_DOWN:
+            _HANDED_DOWN[self.key] += 1
+            self.joined = True
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+        except OSError as exc:
+            raise StoreError(f"cannot open the run lock {self.path} ({exc.strerror}); make "
+                             "the data folder writable, or set RAP_DATA_DIR to another "
+                             "folder") from exc
+        self._acquire()
+        if self.hand_down:
+            _HANDED_DOWN[self.key] = 1
+        return self
+
+    def _acquire(self) -> None:
         deadline, told = time.monotonic() + self.wait_s, False
         while True:
             try:
@@ -78,8 +99,12 @@ class RunLock:
                    "started": datetime.now(timezone.utc).isoformat(timespec="seconds")},
                   self.file)
         self.file.flush()
-        return self
 
     def __exit__(self, *exc) -> None:
+        if self.joined or self.hand_down:
+            _HANDED_DOWN[self.key] -= 1
+            if self.joined:
+                return
+            del _HANDED_DOWN[self.key]
         fcntl.flock(self.file, fcntl.LOCK_UN)
         self.file.close()

@@ -49,7 +49,8 @@ class Settings(BaseModel):
 
 
 def configure_process_env(data_dir: Path) -> None:
-    """Environment defaults every rap process needs: offline hubs, quiet Prefect, local results."""
+    """Environment defaults every rap process needs: offline hubs, quiet Prefect, local results.
+    Creates nothing: commands that write check and prepare the data folder (preflight.py)."""
     defaults = {
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
@@ -62,4 +63,3 @@ def configure_process_env(data_dir: Path) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ owns it (the flow), briefly, and read-only everywhere else.
 from __future__ import annotations
 
 import functools
+import struct
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,50 @@ _MIGRATED: set[Path] = set()  # files this process has already brought up to dat
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used as asked."""
+
+
+class StoreDamaged(StoreError):
+    """The store file is damaged (cut short, overwritten, unreadable blocks)."""
+
+    def __init__(self, path: Path, detail: str):
+        super().__init__(
+            f"the store {path} is damaged: {detail}. Restore it from a backup, or move it "
+            f"aside (mv {path} {path}.damaged) and run `rap select` again to recompute its "
+            "facts")
+
+
+# DuckDB's file starts with a main header and two database headers (the newer one counts);
+# each says how many blocks of which size the file holds, so a file cut short shows at once.
+_HEADER_BYTES, _DB_HEADERS = 3 * 4096, (4096, 8192)
+_DAMAGE_SIGNS = ("could not read enough bytes", "checksum", "corrupt", "not a valid duckdb",
+                 "invalidated", "serialization error")
+
+
+def store_damage(path: Path) -> str | None:
+    """What is wrong with the store file's structure, or None when nothing visible is.
+    Reads only the 12 KiB of headers, so every command can afford it."""
+    size = path.stat().st_size
+    if size == 0:
+        return None  # DuckDB writes the headers of a new file on its first open
+    with open(path, "rb") as f:
+        head = f.read(_HEADER_BYTES)
+    if len(head) < _HEADER_BYTES or head[8:12] != b"DUCK":
+        return "it is not a DuckDB database file"
+    headers = [struct.unpack_from("<QQQQQQ", head, offset) for offset in _DB_HEADERS]
+    _, _, _, _, blocks, block_size = max(headers, key=lambda h: h[1])
+    if block_size & (block_size - 1) or not 4096 <= block_size <= 1 << 26:
+        return None  # a header layout this check does not know: leave it to DuckDB
+    expected = _HEADER_BYTES + blocks * block_size
+    if size < expected:
+        return (f"the file is {size:,} bytes but its header says {expected:,} ({blocks} blocks "
+                "of data); it was cut short (an interrupted copy, a full disk?)")
+    return None
+
+
+def damage_in(exc: BaseException) -> bool:
+    """Whether a DuckDB error says the file itself cannot be read."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(sign in text for sign in _DAMAGE_SIGNS)
 
 
 @functools.cache
@@ -121,7 +166,10 @@ class Store:
         try:
             yield self
         except BaseException:
-            self.con.execute("ROLLBACK")
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # the error that aborted the transaction is the one to report
             raise
         self.con.execute("COMMIT")
 
@@ -136,6 +184,8 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
+            if damage_in(exc):
+                raise StoreDamaged(path, str(exc).splitlines()[0]) from exc
             if "lock" not in str(exc).lower():
                 raise StoreError(f"cannot open {path}: {exc}") from exc
             if time.monotonic() >= deadline:
@@ -147,12 +197,33 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             time.sleep(0.2)
 
 
+def check_upgradable(path: Path) -> None:
+    """Refuse, before a run starts, a store this rap cannot write: one from a newer rap, or
+    not a rap store. (An older one is upgraded in place by the run.)"""
+    con = _connect(path, read_only=True)
+    try:
+        store = Store(con)
+        found = store.stored_version()
+        if found is not None and found != SCHEMA_VERSION and found not in MIGRATIONS:
+            store.check_version(found)
+    except duckdb.Error as exc:
+        if damage_in(exc):
+            raise StoreDamaged(path, str(exc).splitlines()[0]) from exc
+        raise
+    finally:
+        con.close()
+
+
 @contextmanager
 def open_store(path: Path, read_only: bool = False):
     """Open the store; writers migrate it first."""
     path = Path(path)
     if read_only and not path.exists():
         raise StoreError(f"no store at {path}: run `rap select` first")
+    if path.is_file():
+        detail = store_damage(path)
+        if detail:
+            raise StoreDamaged(path, detail)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(path, read_only)
     try:
@@ -165,5 +236,9 @@ def open_store(path: Path, read_only: bool = False):
             store.migrate()
             _MIGRATED.add(path.resolve())
         yield store
+    except duckdb.Error as exc:
+        if damage_in(exc):
+            raise StoreDamaged(path, str(exc).splitlines()[0]) from exc
+        raise
     finally:
         con.close()

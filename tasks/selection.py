@@ -31,7 +31,7 @@ def export_selection(settings: Settings, run_id: str, pool_id: str) -> str:
     with open_store(settings.duckdb_path) as store:
         selected = store.query("queries/selected_rows", run_id=run_id)
     manifest = write_export(selected, "easyr1", settings.exports_dir / run_id / "easyr1.parquet",
-                            run_id, pool_id)
+                            run_id, pool_id, settings.data_dir)
     with open_store(settings.duckdb_path) as store:
         store.execute("writes/set_run_export", run_id=run_id, export_path=manifest["path"])
     get_run_logger().info("exported %d samples to %s", selected.height, manifest["path"])

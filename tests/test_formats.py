@@ -193,7 +193,7 @@ def test_export_round_trip_and_manifest(fmt, images, tmp_path):
     name = {"easyr1": "out.parquet", "verl": "out.parquet", "openrlhf": "out.jsonl",
             "hf": "out"}[fmt]
     out = tmp_path / "export" / name
-    manifest = write_export(selected, fmt, out, "RUN1", pool.pool_id)
+    manifest = write_export(selected, fmt, out, "RUN1", pool.pool_id, tmp_path / "rap_data")
     assert check_export(out, fmt) == []
     back = read(out, tmp_path, format=fmt)
     assert back.samples["sample_id"].to_list() == selected["sample_id"].to_list()
@@ -209,7 +209,7 @@ def test_verl_export_follows_verl(images, tmp_path):
     source = tmp_path / "data" / "verl.parquet"
     pl.DataFrame(_verl_rows(images)[:2]).write_parquet(source)
     selected = _selected(read(source, tmp_path))
-    write_export(selected, "verl", tmp_path / "v.parquet", "R", "P")
+    write_export(selected, "verl", tmp_path / "v.parquet", "R", "P", tmp_path / "rap_data")
     rows = pl.read_parquet(tmp_path / "v.parquet").to_dicts()
     assert [r["extra_info"]["index"] for r in rows] == [0, 1]  # the pool rows: stable
     assert rows[0]["prompt"] == [{"role": "system", "content": SYSTEM},
@@ -218,7 +218,8 @@ def test_verl_export_follows_verl(images, tmp_path):
     assert all(isinstance(im["bytes"], bytes) for r in rows for im in r["images"])
     assert rows[0]["reward_model"] == {"style": "rule", "ground_truth": "red"}
     assert rows[0]["data_source"] == "hiyouga/geometry3k"
-    write_export(selected, "verl", tmp_path / "w.parquet", "R", "P", data_source="mine")
+    write_export(selected, "verl", tmp_path / "w.parquet", "R", "P", tmp_path / "rap_data",
+                 data_source="mine")
     assert set(pl.read_parquet(tmp_path / "w.parquet")["data_source"]) == {"mine"}
 
 
@@ -265,6 +266,9 @@ def test_checker_catches_each_easyr1_and_openrlhf_rule(images, tmp_path):
         broken)
     assert _rules(broken, "easyr1") == {(0, "image_unreadable")}
     uri = images["red"].resolve().as_uri()
+    spaced = tmp_path / "a dir" / "red.png"
+    spaced.parent.mkdir()
+    spaced.write_bytes(red)
     ok = json.dumps([{"role": "user", "content": [{"type": "image", "image": uri},
                                                   {"type": "text", "text": "q"}]}])
     lmm = jsonl(tmp_path / "o.jsonl", [
@@ -274,10 +278,13 @@ def test_checker_catches_each_easyr1_and_openrlhf_rule(images, tmp_path):
         {"message": json.dumps([{"role": "system", "content": "s"}]), "answer": "red"},
         {"message": ok.replace(uri, "/abs/red.png"), "answer": "red"},
         {"message": ok.replace(uri, "file:///gone/red.png"), "answer": ""},
+        {"message": ok.replace(uri, spaced.as_uri()), "answer": "red"},  # %20: trainers fail
+        {"message": ok.replace(uri, "file://" + str(spaced)), "answer": "red"},
     ])
     assert _rules(lmm, "openrlhf") == {(1, "message_string"), (2, "message_json"),
                                       (3, "message_user_turn"), (4, "image_file_uri"),
-                                      (5, "image_missing"), (5, "answer")}
+                                      (5, "image_missing"), (5, "answer"),
+                                      (6, "image_uri_encoded")}
     assert red  # the fixture image is real
 
 

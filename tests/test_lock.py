@@ -35,3 +35,20 @@ def test_a_second_run_can_queue(tmp_path):
                 pass
     finally:
         first_again.__exit__(None, None, None)
+
+
+def test_a_lock_handed_down_is_joined_in_the_same_process_only(tmp_path):
+    """The command line holds the lock around the flow it runs; the flow joins it."""
+    import subprocess
+    import sys
+    code = ("from rap_core.lock import RunLock\n"
+            f"RunLock({str(tmp_path)!r}).__enter__()\nprint('locked')")
+    with RunLock(tmp_path, hand_down=True):
+        with RunLock(tmp_path):  # joined: no wait
+            pass
+        with RunLock(tmp_path):  # still held by the outer one
+            pass
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert other.returncode != 0 and "another rap run" in other.stderr
+    with RunLock(tmp_path):  # the outer one released it
+        pass
