@@ -20,8 +20,10 @@ from pathlib import Path
 
 import polars as pl
 
-from rap_core.keys import sample_id, sha256_bytes, short_hash
-from rap_core.params import BUILTIN_DATA, EASY_VQA_DEFAULT_ROWS, DataSpec
+from rap_core.keys import sample_id, short_hash
+from rap_core.params import BUILTIN_DATA, DataSpec
+from rap_core.pool_files import BadRow, PoolReadError, easy_vqa_rows, file_rows
+from rap_core.pool_images import RowError, image_record, storable, unicode_text
 from rap_core.prompts import IMAGE_PLACEHOLDER, count_placeholders
 
 SAMPLE_SCHEMA = {"sample_id": pl.String, "question": pl.String, "answer": pl.String,
@@ -30,18 +32,6 @@ SAMPLE_SCHEMA = {"sample_id": pl.String, "question": pl.String, "answer": pl.Str
 ROW_SCHEMA = {"source_row": pl.Int64, "sample_id": pl.String, "row_status": pl.String,
               "error_code": pl.String, "error_message": pl.String, "source_id": pl.String,
               "data_source": pl.String}
-
-
-class PoolReadError(ValueError):
-    """The pool as a whole cannot be read (missing file, unknown format, missing column)."""
-
-
-class RowError(Exception):
-    """One row is unusable; code is a snake_case reason."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -59,56 +49,13 @@ class Pool:
                                                                  "error_code").rows())
 
 
-def _image_bytes(ref, base_dir: Path, allow_outside: bool = False) -> tuple[bytes, Path | None]:
-    """Bytes of one image reference and the file it came from (None for embedded bytes). A
-    relative path must stay inside base_dir (no `..` or symlink out) unless allowed."""
-    if isinstance(ref, dict):
-        if ref.get("bytes"):
-            return ref["bytes"], None
-        ref = ref.get("path") or ref.get("image")
-    if isinstance(ref, (bytes, bytearray)):
-        return bytes(ref), None
-    if not isinstance(ref, str) or not ref:
-        raise RowError("image_unreadable", f"unsupported image reference {ref!r:.80}")
-    path = Path(ref.removeprefix("file://"))
-    if not path.is_absolute():
-        path = base_dir / path
-        if not allow_outside and not path.resolve().is_relative_to(base_dir.resolve()):
-            raise RowError("image_outside_data", f"image path {ref!r} leads outside "
-                           f"{base_dir} (allow with allow_outside_paths)")
-    if not path.is_file():
-        raise RowError("image_missing", f"image file not found: {path}")
-    return path.read_bytes(), path.resolve()
-
-
-def _check_decodable(data: bytes, where: str) -> str:
-    from rap_core.images import image_format
-    try:
-        return image_format(data)
-    except Exception as exc:
-        raise RowError("image_unreadable", f"{where}: not a readable image ({exc})") from exc
-
-
-def _store_image(data: bytes, path: Path | None, images_dir: Path, fmt: str) -> str:
-    """Files stay where they are; embedded bytes get a content-addressed file."""
-    if path is not None:
-        return str(path)
-    target = images_dir / f"{sha256_bytes(data)}.{fmt}"
-    if not target.exists():
-        images_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-    return str(target)
-
-
 def _text(value, what: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         raise RowError(f"empty_{what}", f"{what} is missing")
     text = str(value).strip()
     if not text:
         raise RowError(f"empty_{what}", f"{what} is empty")
-    return text
+    return unicode_text(text, what)
 
 
 def _as_list(images) -> list:
@@ -160,7 +107,11 @@ def _chat_text(content, where: str) -> tuple[str, list]:
     for item in content:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "text":
-            text += item.get("text") or ""
+            part = item.get("text") or ""
+            if not isinstance(part, str):
+                raise RowError("bad_message", f"{where}: a text item is not a string "
+                               f"({type(part).__name__})")
+            text += part
         elif kind in ("image", "image_url"):
             ref = item.get("image") or item.get("image_url")
             images.append(ref.get("url") if isinstance(ref, dict) else ref)
@@ -200,6 +151,8 @@ def _from_openrlhf(raw: dict, spec: DataSpec) -> RawSample:
     if isinstance(message, str):
         try:
             message = json.loads(message)
+        except RecursionError:
+            raise RowError("bad_message", "message is nested too deeply to be read") from None
         except ValueError as exc:
             raise RowError("bad_message", f"message is not valid JSON ({exc})") from exc
     system, question, refs = _from_chat(message, "message")
@@ -267,8 +220,9 @@ def source_fields(raw: dict) -> tuple[str | None, str | None]:
 
 
 def validate_row(sample: RawSample, base_dir: Path, images_dir: Path,
-                 allow_outside: bool = False) -> dict:
-    """One input row as a sample record, or RowError."""
+                 allow_outside: bool = False, checked: dict | None = None) -> dict:
+    """One input row as a sample record, or RowError. checked: the images this read has
+    verified already (each distinct image is verified once per read)."""
     question = _text(sample.question, "question")
     answer = _text(sample.answer, "answer")
     refs = sample.images
@@ -277,81 +231,26 @@ def validate_row(sample: RawSample, base_dir: Path, images_dir: Path,
         raise RowError("placeholder_mismatch", f"question has {n_slots} <image> "
                        f"placeholder(s) but the row has {len(refs)} image(s)")
     question = canonical_question(question, len(refs))
+    checked = {} if checked is None else checked
     paths, hashes = [], []
     for i, ref in enumerate(refs):
-        data, path = _image_bytes(ref, base_dir, allow_outside)
-        fmt = _check_decodable(data, f"image {i}")
-        hashes.append(sha256_bytes(data))
-        paths.append(_store_image(data, path, images_dir, fmt))
-    system = (sample.system or "").strip() or None
+        path, digest = image_record(ref, base_dir, images_dir, allow_outside, f"image {i}", checked)
+        paths.append(path)
+        hashes.append(digest)
+    system = unicode_text((sample.system or "").strip(), "system prompt") or None
     return {"sample_id": sample_id(question, answer, hashes, system), "question": question,
             "answer": answer, "image_paths": paths, "image_sha256": hashes, "system": system}
 
 
-def _easy_vqa_rows(limit: int | None):
-    from easy_vqa import get_train_image_paths, get_train_questions
-    questions, answers, image_ids = get_train_questions()
-    paths = get_train_image_paths()
-    n = min(limit or EASY_VQA_DEFAULT_ROWS, len(questions))
-    for i in range(n):
-        yield {"problem": questions[i], "answer": answers[i], "images": [paths[image_ids[i]]]}
-
-
-class _BadLine(dict):
-    """A JSONL line that is not a JSON object: an error row, not the end of the read."""
-
-    def __init__(self, message: str, code: str = "bad_json"):
-        super().__init__()
-        self.message, self.code = message, code
-
-
-def _jsonl_rows(path: Path):
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield _BadLine(f"line {number} is not valid UTF-8 ({exc.reason} at byte "
-                               f"{exc.start})", "bad_encoding")
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                yield _BadLine(f"line {number} is not valid JSON ({exc})")
-                continue
-            yield row if isinstance(row, dict) else _BadLine(f"line {number} is not an object")
-
-
-def _file_rows(path: Path):
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        from datasets import load_from_disk
-        # the Arrow storage holds images as {bytes, path} structs: read them undecoded
-        for batch in load_from_disk(str(path)).data.to_batches():
-            yield from batch.to_pylist()
-    elif suffix == ".jsonl":
-        yield from _jsonl_rows(path)
-    elif suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        yield from (data if isinstance(data, list) else data.get("data", []))
-    elif suffix == ".parquet":
-        yield from pl.read_parquet(path).iter_rows(named=True)
-    else:
-        raise PoolReadError(f"{path}: unknown pool format {suffix!r} "
-                            "(expected .jsonl, .json, .parquet or a datasets folder)")
-
-
 def _raw_rows(spec: DataSpec):
     if spec.path == BUILTIN_DATA:
-        return _easy_vqa_rows(spec.limit), Path.cwd()
+        return easy_vqa_rows(spec.limit), Path.cwd()
     path = Path(spec.path).expanduser()
     if not path.exists():
         raise PoolReadError(f"pool not found: {path}")
     base = Path(spec.image_dir).expanduser() if spec.image_dir else (
         path if path.is_dir() else path.parent)
-    return _file_rows(path), base.resolve()
+    return file_rows(path), base.resolve()
 
 
 def _layout_name(layout: Layout | None, spec: DataSpec) -> str:
@@ -362,23 +261,36 @@ def _layout_name(layout: Layout | None, spec: DataSpec) -> str:
     return layout.name
 
 
+def _row_error(exc: Exception) -> RowError:
+    """The error row an exception from reading one row becomes."""
+    if isinstance(exc, RowError):
+        return exc
+    return RowError("bad_row", f"row could not be read: {type(exc).__name__}: {exc}")
+
+
 def read_pool(spec: DataSpec, images_dir: Path) -> Pool:
-    """Read and validate every row; duplicates of an earlier row are marked, not re-scored."""
+    """Read and validate every row; duplicates of an earlier row are marked, not re-scored.
+    Any failure inside one row is that row's error; only PoolReadError ends the read."""
     rows_iter, base_dir = _raw_rows(spec)
-    samples, rows, seen, layout = [], [], set(), None
+    samples, rows, seen, layout, checked = [], [], set(), None, {}
     for i, raw in enumerate(rows_iter):
         if spec.limit is not None and i >= spec.limit:
             break
-        if isinstance(raw, _BadLine):
-            rows.append((i, None, "error", raw.code, raw.message, None, None))
+        if isinstance(raw, BadRow):
+            rows.append((i, None, "error", raw.code, storable(raw.message), None, None))
             continue
         layout = layout or detect_layout(raw, spec)
-        source_id, data_source = source_fields(raw)
+        source_id = data_source = None
         try:
+            source_id, data_source = source_fields(raw)
+            unicode_text(source_id or "", "id")
+            unicode_text(data_source or "", "data_source")
             rec = validate_row(layout.read(raw, spec), base_dir, images_dir,
-                               spec.allow_outside_paths)
-        except RowError as err:
-            rows.append((i, None, "error", err.code, str(err), source_id, data_source))
+                               spec.allow_outside_paths, checked)
+        except Exception as exc:  # one bad row costs only itself
+            err = _row_error(exc)
+            rows.append((i, None, "error", err.code, storable(str(err)),
+                         storable(source_id), storable(data_source)))
             continue
         status = "duplicate" if rec["sample_id"] in seen else "ok"
         rows.append((i, rec["sample_id"], status, None, None, source_id, data_source))

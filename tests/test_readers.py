@@ -130,3 +130,29 @@ def test_builtin_easy_vqa_slice(tmp_path):
     again = read_pool(DataSpec(limit=25), tmp_path)
     assert again.pool_id == pool.pool_id
     assert again.samples["sample_id"].to_list() == pool.samples["sample_id"].to_list()
+
+
+def test_each_distinct_image_is_verified_once_per_read(pool_dir, tmp_path, monkeypatch):
+    import rap_core.images
+    calls = []
+    real = rap_core.images.image_format
+    monkeypatch.setattr(rap_core.images, "image_format",
+                        lambda data: calls.append(len(data)) or real(data))
+    names = ["imgs/a.png", "imgs/b.png", "imgs/broken.png", "imgs/../imgs/a.png"]
+    path = write_jsonl(pool_dir / "shared.jsonl", [
+        {"problem": f"<image>q{i}", "answer": "a", "images": [names[i % 4]]} for i in range(20)])
+    pool = read_pool(DataSpec(path=str(path)), tmp_path / "cache")
+    assert len(calls) == 3  # a.png under two names is one file
+    errors = pool.rows.filter(pl.col("error_code").is_not_null())
+    assert errors.height == 5 and set(errors["error_code"]) == {"image_unreadable"}
+    assert all(m.startswith("image 0: not a readable image") for m in errors["error_message"])
+    assert pool.samples.height == 15
+    read_pool(DataSpec(path=str(path)), tmp_path / "cache")
+    assert len(calls) == 6  # verified again by the next read
+    data = (pool_dir / "imgs" / "a.png").read_bytes()
+    embedded = pool_dir / "embedded.parquet"
+    pl.DataFrame({"problem": [f"<image>q{i}" for i in range(6)], "answer": ["a"] * 6,
+                  "images": [[{"bytes": data, "path": None}]] * 6}).write_parquet(embedded)
+    calls.clear()
+    assert read_pool(DataSpec(path=str(embedded)), tmp_path / "cache").samples.height == 6
+    assert calls == [len(data)]
