@@ -18,12 +18,13 @@ from typing import Callable
 
 import numpy as np
 
+from rap_core.checkpoints import DEMO_MARKER, upgrade_rap_folder, write_stock_processor_files
 from rap_core.easy_vqa_data import (COLORS, SHAPES, TRAIN_HINTS, Question, image_facts,
                                     load_split, response, stated_fact, with_hint)
 from rap_core.keys import short_hash
 
 DEMO_MODEL_VERSION = "easy-vqa-demo-v1"
-META_FILE = "rap_demo.json"
+META_FILE = DEMO_MARKER
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,14 @@ def new_model(recipe: Recipe):
 
 
 def save_model(model, processor, out_dir: Path, meta: dict) -> Path:
-    """Write atomically: a finished folder is never half-replaced."""
+    """Write atomically: a finished folder is never half-replaced. It names the stock
+    processor, so RL trainers load it as they load a published Qwen2-VL."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f"{out_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
+    write_stock_processor_files(tmp)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     old = out_dir.with_name(f"{out_dir.name}.{os.getpid()}.old")
     if out_dir.exists():
@@ -220,6 +223,7 @@ def ensure_demo_model(models_dir: Path, retrain: bool = False, seed: int = 0,
     recipe = Recipe(seed=seed)
     target = demo_model_dir(models_dir, recipe)
     if not retrain and read_meta(target) is not None:
+        upgrade_rap_folder(target)  # one saved by an older version: no retraining for that
         return target, None
     return target, train_demo_model(target, recipe, progress=progress)
 

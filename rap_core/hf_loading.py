@@ -2,6 +2,8 @@
 
 The stock processors of this family require a video processor (which needs torchvision);
 the image-only subclasses below drop that slot so real checkpoints load on a lean install.
+Folders rap saves name the stock class all the same (checkpoints.write_stock_processor_files),
+for the trainers that load them with AutoProcessor.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
-from rap_core.checkpoints import model_family
+from rap_core.checkpoints import model_family, upgrade_rap_folder
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
@@ -37,12 +39,14 @@ FAMILIES = {
 
 def load_model_and_processor(model_dir: Path, device: str, dtype: str):
     """Load a checkpoint with sdpa attention, except the final text layer (eager, for the
-    ACE maps; rap_core.attention)."""
+    ACE maps; rap_core.attention). The processor is always the image-only class, whatever
+    the folder names; a folder rap wrote itself gets the stock processor files it lacks."""
     import torch
     import transformers
 
     from rap_core.attention import NAME as final_layer_eager
     family = model_family(model_dir)
+    upgrade_rap_folder(model_dir)
     model_cls_name, processor_cls = FAMILIES[family]
     model_cls = getattr(transformers, model_cls_name)
     model = model_cls.from_pretrained(

@@ -3,7 +3,9 @@ and the tokenizer/processor/model builders the trained demo model (demo_model.py
 
 Tokenizer (byte-level BPE trained on easy-VQA text), image processor and weights are all
 built in code from a fixed seed, so the same version always gives the same files. The model
-is random-init: it exercises the whole pipeline but has learned nothing.
+is random-init: it exercises the whole pipeline but has learned nothing. The folder names the
+stock processor (checkpoints.write_stock_processor_files), so RL trainers load it as they
+load a published Qwen2-VL.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import os
 import shutil
 from pathlib import Path
 
+from rap_core.checkpoints import (TINY_MARKER, upgrade_rap_folder, write_json,
+                                  write_stock_processor_files)
+
 TINY_MODEL_VERSION = "tiny-qwen2-vl-v1"
+MARKER_FILE = TINY_MARKER
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 CHAT_TEMPLATE = (
@@ -118,6 +124,8 @@ def build_tiny_model(out_dir: Path, seed: int = 0, family: str = "qwen2_vl") -> 
     model = build_model(processor.tokenizer, seed, family)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
+    write_stock_processor_files(tmp)
+    _mark(tmp, seed, family)
     if (out_dir / "config.json").exists():  # another process finished the same build first
         shutil.rmtree(tmp, ignore_errors=True)
     else:
@@ -131,4 +139,16 @@ def ensure_tiny_model(models_dir: Path, seed: int = 0) -> Path:
     target = Path(models_dir) / f"{TINY_MODEL_VERSION}-seed{seed}"
     if not (target / "config.json").exists():
         build_tiny_model(target, seed)
+    elif not (target / MARKER_FILE).is_file():
+        # built by an older version (no marker then): it is rap's by its path
+        try:
+            _mark(target, seed, "qwen2_vl")
+        except OSError:  # read-only: it still loads as before
+            return target
+    upgrade_rap_folder(target)
     return target
+
+
+def _mark(folder: Path, seed: int, family: str) -> None:
+    write_json(folder / MARKER_FILE, {"version": TINY_MODEL_VERSION, "seed": seed,
+                                      "family": family})
