@@ -1,15 +1,18 @@
 """Rule-based answer grading, like the RL reward: extract the final answer, then compare.
 
 Short labels (yes, blue, B) are compared after normalisation; anything that looks like math
-goes through math-verify. A number's unit (cm, cm², °, %) is dropped before comparing, and a
-choice letter stands for its option's text when the question lists options. GRADER_VERSION
-is part of every rollout key: bump it whenever a change here could flip a grade.
+goes through math-verify, in a helper process with a hard time limit (math_judge). A
+number's unit (cm, cm², °, %) is dropped before comparing, and a choice letter stands for its
+option's text when the question lists options. GRADER_VERSION is part of every rollout key:
+bump it whenever a change here could flip a grade.
 """
 
 from __future__ import annotations
 
 import re
-import threading
+import time
+
+from rap_core import math_judge
 
 GRADER_VERSION = "grader-v3"
 
@@ -19,7 +22,11 @@ _MATHY_RE = re.compile(r"[\d\\^=/]")
 _SPACING_RE = re.compile(r"\\[,;:! ]|\\q?quad\b|~")
 _FRAC_RE = re.compile(r"\\[dt]frac\b")
 MAX_LAST_LINE = 40
-# math-verify is slow on long or pathological input, and has no timeout off the main thread:
+# math-verify runs in a helper process that is killed past the limit (math_judge): a
+# comparison may take MATH_TIMEOUT seconds, and all those of one grade GRADE_TIMEOUT together.
+MATH_TIMEOUT = 5
+GRADE_TIMEOUT = 10
+# The cheap guards still come first, so that the usual slow cases cost no helper restart:
 # sympy evaluates numeric power towers and big factorials exactly (10^{10^{10}} never ends).
 MAX_MATH_LEN = 200
 _UNSAFE_MATH_RE = re.compile(r"\d\s*\^\s*\{?\s*[\d.]+\s*\^|\^\s*\{?\s*-?\d{8}|\d{5}\s*!|[)}]\s*!")
@@ -116,21 +123,13 @@ def _math_form(text: str) -> str:
     return _PERCENT_RE.sub(r"\\%", text)
 
 
-def _math_equal(gold: str, pred: str) -> bool:
-    from math_verify import parse, verify
-    # math-verify's timeout uses SIGALRM, which only works in the main thread.
-    timeout = 5 if threading.current_thread() is threading.main_thread() else None
-    try:
-        gold_parsed = parse(f"${gold}$", parsing_timeout=timeout)
-        pred_parsed = parse(f"${pred}$", parsing_timeout=timeout)
-        if not gold_parsed or not pred_parsed:
-            return False
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
-    except Exception:  # a malformed response is simply not correct
-        return False
+def _math_equal(gold: str, pred: str, deadline: float) -> bool:
+    """Equal per math-verify; False once the grade's deadline (time.monotonic()) is past."""
+    timeout = min(MATH_TIMEOUT, deadline - time.monotonic())
+    return timeout > 0 and math_judge.equal(gold, pred, timeout)
 
 
-def _same(reference: str, extracted: str) -> bool:
+def _same(reference: str, extracted: str, deadline: float) -> bool:
     """Equal as labels, or (when both look mathematical) as math."""
     gold, pred = _canon(reference), _canon(extracted)
     if gold == pred:
@@ -140,7 +139,7 @@ def _same(reference: str, extracted: str) -> bool:
     gold, pred = _math_form(reference), _math_form(extracted)
     if max(len(gold), len(pred)) > MAX_MATH_LEN or _UNSAFE_MATH_RE.search(gold + " " + pred):
         return False
-    return _math_equal(gold, pred)
+    return _math_equal(gold, pred, deadline)
 
 
 def _choice(text: str) -> tuple[str | None, str]:
@@ -181,11 +180,11 @@ def _options(question: str) -> dict[str, str]:
     return options
 
 
-def _option_for(options: dict[str, str], answer: str) -> str | None:
+def _option_for(options: dict[str, str], answer: str, deadline: float) -> str | None:
     """The one option letter whose text the answer states, if any."""
     for same in (lambda text: normalise_label(text) == normalise_label(answer),
                  lambda text: _canon(text) == _canon(answer),
-                 lambda text: _same(text, answer)):
+                 lambda text: _same(text, answer, deadline)):
         hits = [letter for letter, text in options.items() if text and same(text)]
         if hits:
             return hits[0] if len(hits) == 1 else None
@@ -197,24 +196,26 @@ def is_correct(reference: str, extracted: str | None, *, question: str | None = 
 
     A choice letter matches the same letter. When the question lists options, any other
     answer stands for the one option whose text it states (none or several: wrong); without
-    them, a letter leading an option's text ('(B) 12 cm') stands for that text."""
+    them, a letter leading an option's text ('(B) 12 cm') stands for that text. Math
+    comparisons take GRADE_TIMEOUT seconds at most in all; one that runs out counts as wrong."""
     if extracted is None or not extracted.strip() or not reference.strip():
         return False
+    deadline = time.monotonic() + GRADE_TIMEOUT
     gold_letter, gold_text = _choice(reference)
     pred_letter, pred_text = _choice(extracted)
     if not (gold_letter or pred_letter):
-        return _same(reference, extracted)
+        return _same(reference, extracted, deadline)
     options = _options(question) if question and gold_letter != pred_letter else {}
     if options:
         # a letter that names no option is an answer like any other ('O' in 'A. O  B. P')
         if gold_letter not in options:
-            gold_letter = _option_for(options, reference)
+            gold_letter = _option_for(options, reference, deadline)
         if pred_letter not in options:
-            pred_letter = _option_for(options, extracted)
+            pred_letter = _option_for(options, extracted, deadline)
         return gold_letter is not None and gold_letter == pred_letter
     if gold_letter and pred_letter:
         return gold_letter == pred_letter
-    return _same(gold_text or reference, pred_text or extracted)
+    return _same(gold_text or reference, pred_text or extracted, deadline)
 
 
 def grade(reference: str, response: str, *,

@@ -231,3 +231,158 @@ def test_labels_do_not_call_math_verify(monkeypatch):
 def test_grader_version():
     from rap_core.grading import GRADER_VERSION
     assert GRADER_VERSION == "grader-v3"
+
+
+# A power sympy evaluates exactly, in C, where no signal can stop it: minutes of CPU.
+EXPLOSIVE = "answer: (2^{999999})^{999999}"
+TIMEOUT_SCRIPT = r"""
+import json, os, sys, threading, time
+from rap_core.grading import grade
+
+def timed(results, key):
+    started = time.perf_counter()
+    results[key] = [grade("1", sys.argv[1]), time.perf_counter() - started]
+    print(key, results[key], file=sys.stderr, flush=True)  # which one hung, if one does
+
+def children():
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid():
+            pids.append((int(entry), fields[0]))
+    return pids
+
+results = {}
+worker = threading.Thread(target=timed, args=(results, "thread"))
+worker.start()
+timed(results, "main")
+worker.join()
+results["children"] = children()  # both helpers were killed: none left, not even a zombie
+results["after"] = grade("\\frac{3}{4}", "answer: 0.75")
+print(json.dumps(results))
+"""
+
+
+def test_explosive_math_times_out_in_any_thread():
+    """Off the main thread nothing stopped sympy, and on it SIGALRM can't interrupt C code.
+
+    Run in a child process, so that a regression fails here instead of hanging the suite."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rap_core.grading import MATH_TIMEOUT
+    try:
+        done = subprocess.run([sys.executable, "-c", TIMEOUT_SCRIPT, EXPLOSIVE],
+                              cwd=Path(__file__).parents[1], capture_output=True, text=True,
+                              timeout=30)
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"grading hung: {hung.stderr}")
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    for key in ("thread", "main"):
+        (extracted, correct), seconds = results[key]
+        assert (extracted, correct) == ("(2^{999999})^{999999}", False)
+        assert MATH_TIMEOUT <= seconds < 20
+    assert results["children"] == []
+    assert results["after"] == ["0.75", True]  # a fresh helper after the killed ones
+
+
+@pytest.fixture
+def fresh_helpers():
+    """No helper left from other tests (a new one runs math_judge.COMMAND), none left after."""
+    from rap_core import math_judge
+    math_judge.shutdown()
+    yield math_judge
+    math_judge.shutdown()
+
+
+def _reaped(pid: int) -> bool:
+    """pid is no child of ours any more, not even a zombie waiting to be reaped."""
+    import os
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return not os.path.exists(f"/proc/{pid}")
+    return False
+
+
+def _fake_helper(on_request: str) -> list[str]:
+    import sys
+    return [sys.executable, "-c", "import sys, time\n"
+            "print('{\"ready\": true}', flush=True)\n"
+            f"for line in sys.stdin:\n    {on_request}\n"]
+
+
+def test_one_deadline_for_all_comparisons_of_a_grade(fresh_helpers, monkeypatch):
+    """Every option is compared with the answer; together they get GRADE_TIMEOUT."""
+    import time
+    import rap_core.grading as grading
+    monkeypatch.setattr(fresh_helpers, "COMMAND", _fake_helper("time.sleep(60)"))
+    monkeypatch.setattr(grading, "MATH_TIMEOUT", 0.4)
+    monkeypatch.setattr(grading, "GRADE_TIMEOUT", 1.0)
+    question = " ".join(f"{letter}. {n}+{n}" for n, letter in enumerate("ABCDEFGH"))
+    started = time.perf_counter()
+    assert grade("B", "answer: 7", question=question)[1] is False
+    assert 1.0 <= time.perf_counter() - started < 2  # each of 8 alone: 3.2 s
+    assert not fresh_helpers._live
+
+
+def test_broken_helper_counts_as_not_equal_and_is_replaced(fresh_helpers, monkeypatch):
+    for on_request in ("print('garbage', flush=True)", "print('{}', flush=True)",
+                       "sys.exit(1)"):
+        monkeypatch.setattr(fresh_helpers, "COMMAND", _fake_helper(on_request))
+        for _ in range(2):  # the second comparison runs in a new helper
+            assert fresh_helpers.equal("1", "1", timeout=5) is False
+            assert not fresh_helpers._live and not fresh_helpers._idle
+    monkeypatch.setattr(fresh_helpers, "COMMAND",
+                        _fake_helper("print('{\"equal\": true}', flush=True)"))
+    assert fresh_helpers.equal("1", "2", timeout=5) is True
+    [helper] = fresh_helpers._idle
+    helper.proc.kill()  # dies while idle: the next comparison just uses a new helper
+    helper.proc.wait()
+    assert fresh_helpers.equal("1", "2", timeout=5) is True
+    assert helper not in fresh_helpers._live
+    fresh_helpers.shutdown()
+    assert _reaped(helper.proc.pid)
+
+
+def test_a_helper_that_cannot_start_raises(fresh_helpers, monkeypatch):
+    """Rather than grading every math answer wrong."""
+    import sys
+    monkeypatch.setattr(fresh_helpers, "COMMAND", [sys.executable, "-c", "print('hello')"])
+    with pytest.raises(RuntimeError, match="did not start"):
+        fresh_helpers.equal("1", "1", timeout=5)
+    assert not fresh_helpers._live
+
+
+def test_timed_out_helper_is_killed_and_reaped(fresh_helpers, monkeypatch):
+    import time
+    monkeypatch.setattr(fresh_helpers, "COMMAND", _fake_helper(
+        "print('{\"equal\": true}', flush=True); sys.stdin.readline(); time.sleep(60)"))
+    assert fresh_helpers.equal("1", "1", timeout=5) is True
+    [helper] = fresh_helpers._idle
+    started = time.perf_counter()
+    assert fresh_helpers.equal("1", "1", timeout=0.3) is False
+    assert time.perf_counter() - started < 1
+    assert _reaped(helper.proc.pid) and not fresh_helpers._live
+
+
+def test_concurrent_grading_matches_sequential():
+    from concurrent.futures import ThreadPoolExecutor
+    cases = [("\\frac{3}{4}", "answer: 0.75", None), ("\\frac{3}{4}", "answer: 4/3", None),
+             ("2\\sqrt{3}", "answer: \\sqrt{12}", None), ("0.5", "\\boxed{\\frac{1}{2}}", None),
+             ("x^2+1", "answer: 1+x^2", None), ("\\frac{40}{3}", "answer: 13.33", None),
+             ("B", "answer: 12", LINES), ("B", "answer: 14 cm", PARENS),
+             ("12 cm", "answer: 12", None), ("30", "answer: 60°", None)] * 6
+    expected = [grade(*case[:2], question=case[2]) for case in cases]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda case: grade(*case[:2], question=case[2]), cases))
+    assert got == expected
+    assert [correct for _, correct in expected[:10]] == [True, False] + [True] * 3 + [False] \
+        + [True, False, True, False]
