@@ -264,6 +264,7 @@ RUNS_SQL = ("SELECT r.run_id, r.mode, r.n_rows, f.after_cde, f.after_ace, f.afte
 
 WRITING_COMMANDS = {"select", "retune", "track", "demo-model", "validate", "experiment",
                     "server"}
+READING_COMMANDS = {"query", "runs", "export", "track"}  # they read the store first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,9 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     from rap_core.readers import PoolReadError
     from rap_core.store import StoreError
     try:
+        from rap_core.preflight import check_store, prepare_data_dir
         if args.command in WRITING_COMMANDS:
-            from rap_core.preflight import prepare_data_dir
             prepare_data_dir(settings)
+        if args.command in READING_COMMANDS and not getattr(args, "check", None):
+            check_store(settings, write=False)  # whole, and of this rap's schema
         return _run(args, settings)
     except (ValidationError, PoolReadError, StoreError, OutputError, QueryRefused) as exc:
         return _fail(exc)
@@ -298,10 +301,10 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
 
     from flows.server import ServerError
     from rap_core.checkpoints import ModelLoadError
-    from rap_core.store import StoreDamaged, damage_in
+    from rap_core.store import StoreDamaged, damage_detail, damage_in
     from tasks.ray_runner import RunnerError
     if isinstance(exc, duckdb.Error) and damage_in(exc):
-        return _fail(StoreDamaged(settings.duckdb_path, str(exc).splitlines()[0]))
+        return _fail(StoreDamaged(settings.duckdb_path, damage_detail(exc)))
     if isinstance(exc, (duckdb.Error, ModelLoadError, ServerError, RunnerError)):
         return _fail(exc)
     if isinstance(exc, OSError) and exc.filename:

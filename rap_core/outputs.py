@@ -133,7 +133,8 @@ class Claim:
 def _previous(out: Path, kind: str, side: list[Path], what: str) -> dict:
     """The manifest of the previous rap output at out, checked to cover everything there."""
     manifest = read_manifest(out)
-    where = f"{out} exists"
+    found = next((p for p in [out, *side] if p.exists() or p.is_symlink()), out)
+    where = f"{found} exists"
     if manifest is None:
         raise OutputError(f"{where} and is not a rap {what} (no manifest "
                           f"{manifest_path(out).name} beside it); rap never replaces what it "

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from rap_core.settings import Settings
-from rap_core.store import StoreDamaged, StoreError, check_upgradable, store_damage
+from rap_core.store import StoreError, check_whole
 
 # folders under the data folder that a run writes into, when they exist
 WRITTEN_FOLDERS = ("prefect", "images", "exports", "models")
@@ -71,8 +71,9 @@ def _openable(path: Path, write: bool) -> None:
 
 
 def check_store(settings: Settings, write: bool) -> None:
-    """The store, if there is one, is readable (writable for a run), whole, and of a schema
-    this rap can use (an older one is upgraded by the run itself)."""
+    """The store, if there is one, is readable (writable for a run), whole (every data block
+    its tables point to is in the file), and of a schema this rap can use (a run upgrades an
+    older one itself)."""
     path = settings.duckdb_path
     if not path.exists():
         if not write:
@@ -81,8 +82,4 @@ def check_store(settings: Settings, write: bool) -> None:
     if not path.is_file():
         raise StoreError(f"the store {path} is not a file; move it away")
     _openable(path, write)
-    detail = store_damage(path)
-    if detail:
-        raise StoreDamaged(path, detail)
-    if write:
-        check_upgradable(path)
+    check_whole(path, write)

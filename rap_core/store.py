@@ -9,7 +9,6 @@ owns it (the flow), briefly, and read-only everywhere else.
 from __future__ import annotations
 
 import functools
-import struct
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,32 +36,18 @@ class StoreDamaged(StoreError):
             "facts")
 
 
-# DuckDB's file starts with a main header and two database headers (the newer one counts);
-# each says how many blocks of which size the file holds, so a file cut short shows at once.
-_HEADER_BYTES, _DB_HEADERS = 3 * 4096, (4096, 8192)
+# DuckDB's file: three 4 KiB headers, then blocks; block n starts at 12 KiB + n * block size.
+_HEADER_BYTES = 3 * 4096
 _DAMAGE_SIGNS = ("could not read enough bytes", "checksum", "corrupt", "not a valid duckdb",
                  "invalidated", "serialization error")
 
 
-def store_damage(path: Path) -> str | None:
-    """What is wrong with the store file's structure, or None when nothing visible is.
-    Reads only the 12 KiB of headers, so every command can afford it."""
-    size = path.stat().st_size
-    if size == 0:
-        return None  # DuckDB writes the headers of a new file on its first open
-    with open(path, "rb") as f:
-        head = f.read(_HEADER_BYTES)
-    if len(head) < _HEADER_BYTES or head[8:12] != b"DUCK":
-        return "it is not a DuckDB database file"
-    headers = [struct.unpack_from("<QQQQQQ", head, offset) for offset in _DB_HEADERS]
-    _, _, _, _, blocks, block_size = max(headers, key=lambda h: h[1])
-    if block_size & (block_size - 1) or not 4096 <= block_size <= 1 << 26:
-        return None  # a header layout this check does not know: leave it to DuckDB
-    expected = _HEADER_BYTES + blocks * block_size
-    if size < expected:
-        return (f"the file is {size:,} bytes but its header says {expected:,} ({blocks} blocks "
-                "of data); it was cut short (an interrupted copy, a full disk?)")
-    return None
+def damage_detail(exc: BaseException) -> str:
+    """What a DuckDB error that means damage says, with what it most likely means."""
+    text = str(exc).strip().splitlines()[0]
+    if "could not read enough bytes" in text.lower():
+        return f"it is shorter than its contents say, so it was cut short ({text})"
+    return text
 
 
 def damage_in(exc: BaseException) -> bool:
@@ -133,6 +118,20 @@ class Store:
             raise StoreError(f"store schema version {found} is not {SCHEMA_VERSION}; "
                              "this version of rap cannot use it")
 
+    def missing_blocks(self, path: Path) -> str | None:
+        """Whether the file lacks data blocks its tables point to (a file cut short does),
+        read from the tables' storage metadata without reading the data itself."""
+        size = Path(path).stat().st_size
+        block_size = self.con.execute(sql("queries/block_size")).fetchone()[0]
+        for (table,) in self.con.execute(sql("queries/store_tables")).fetchall():
+            last = self.con.execute(sql("queries/last_data_block"),
+                                    {"table_name": table}).fetchone()[0]
+            needed = _HEADER_BYTES + (last + 1) * block_size if last is not None else 0
+            if needed > size:
+                return (f"the file is {size:,} bytes but table {table} has data up to byte "
+                        f"{needed:,}; it was cut short (an interrupted copy, a full disk?)")
+        return None
+
     def selection_run(self, run_id: str | None, purpose: str) -> dict:
         """One selection run's record (the latest when run_id is None), or a StoreError
         saying what is missing for `purpose` ('retune', 'export', ...)."""
@@ -185,7 +184,7 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
             if damage_in(exc):
-                raise StoreDamaged(path, str(exc).splitlines()[0]) from exc
+                raise StoreDamaged(path, damage_detail(exc)) from exc
             if "lock" not in str(exc).lower():
                 raise StoreError(f"cannot open {path}: {exc}") from exc
             if time.monotonic() >= deadline:
@@ -197,21 +196,33 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             time.sleep(0.2)
 
 
-def check_upgradable(path: Path) -> None:
-    """Refuse, before a run starts, a store this rap cannot write: one from a newer rap, or
-    not a rap store. (An older one is upgraded in place by the run.)"""
-    con = _connect(path, read_only=True)
+@contextmanager
+def _reporting_damage(path: Path):
+    """A DuckDB error that says the file cannot be read becomes StoreDamaged."""
     try:
-        store = Store(con)
-        found = store.stored_version()
-        if found is not None and found != SCHEMA_VERSION and found not in MIGRATIONS:
-            store.check_version(found)
+        yield
     except duckdb.Error as exc:
         if damage_in(exc):
-            raise StoreDamaged(path, str(exc).splitlines()[0]) from exc
+            raise StoreDamaged(path, damage_detail(exc)) from exc
         raise
+
+
+def check_whole(path: Path, write: bool) -> None:
+    """Refuse, before a command starts, a store that is damaged or that this rap cannot use:
+    one from a newer rap, or not a rap store; for reading, also an older one (a run upgrades
+    it in place)."""
+    con = _connect(path, read_only=True)
+    try:
+        with _reporting_damage(path):
+            store = Store(con)
+            found = store.stored_version()
+            if not (write and found is None or write and found in MIGRATIONS):
+                store.check_version(found)
+            detail = store.missing_blocks(path)
     finally:
         con.close()
+    if detail:
+        raise StoreDamaged(path, detail)
 
 
 @contextmanager
@@ -220,25 +231,18 @@ def open_store(path: Path, read_only: bool = False):
     path = Path(path)
     if read_only and not path.exists():
         raise StoreError(f"no store at {path}: run `rap select` first")
-    if path.is_file():
-        detail = store_damage(path)
-        if detail:
-            raise StoreDamaged(path, detail)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(path, read_only)
     try:
-        store = Store(con)
-        # DDL once per process and file; a file recreated since (unstamped) is set up again
-        found = store.stored_version() if path.resolve() in _MIGRATED else None
-        if read_only or found is not None:
-            store.check_version(found)
-        else:
-            store.migrate()
-            _MIGRATED.add(path.resolve())
-        yield store
-    except duckdb.Error as exc:
-        if damage_in(exc):
-            raise StoreDamaged(path, str(exc).splitlines()[0]) from exc
-        raise
+        with _reporting_damage(path):
+            store = Store(con)
+            # DDL once per process and file; a file recreated since (unstamped) is set up again
+            found = store.stored_version() if path.resolve() in _MIGRATED else None
+            if read_only or found is not None:
+                store.check_version(found)
+            else:
+                store.migrate()
+                _MIGRATED.add(path.resolve())
+            yield store
     finally:
         con.close()

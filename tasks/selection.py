@@ -30,8 +30,10 @@ def export_selection(settings: Settings, run_id: str, pool_id: str) -> str:
     """Write the selected samples as EasyR1 Parquet with embedded image bytes (+ manifest)."""
     with open_store(settings.duckdb_path) as store:
         selected = store.query("queries/selected_rows", run_id=run_id)
+    # a retry may find this run's own export already in place: it is rewritten
     manifest = write_export(selected, "easyr1", settings.exports_dir / run_id / "easyr1.parquet",
-                            run_id, pool_id, settings.data_dir)
+                            run_id, pool_id, settings.data_dir,
+                            replaceable=lambda previous: previous.get("selection_run") == run_id)
     with open_store(settings.duckdb_path) as store:
         store.execute("writes/set_run_export", run_id=run_id, export_path=manifest["path"])
     get_run_logger().info("exported %d samples to %s", selected.height, manifest["path"])

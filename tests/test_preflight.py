@@ -116,6 +116,23 @@ def test_a_store_cut_in_half_is_damaged_for_every_command(settings, capsys, argv
              "mv ")
 
 
+def test_a_store_duckdb_shrank_itself_is_whole(settings, capsys):
+    """After a delete and a checkpoint DuckDB cuts free blocks off the end of the file, so its
+    header counts more blocks than the file holds: that is not damage."""
+    from rap_core.preflight import check_store
+    for batch in range(4):
+        with open_store(settings.duckdb_path) as s:
+            s.upsert("samples", pl.DataFrame([
+                {"sample_id": f"s{batch}-{i}", "question": "q" * 300, "answer": "a",
+                 "image_paths": [], "image_sha256": [], "system": None} for i in range(3000)]))
+    with open_store(settings.duckdb_path) as s:
+        s.con.execute("DELETE FROM samples WHERE sample_id >= 's2'")
+        s.con.execute("CHECKPOINT")
+    check_store(settings, write=True)
+    assert cli.main(["query", "SELECT count(*) FROM samples"]) == 0
+    assert "6000" in capsys.readouterr().out
+
+
 def test_unreadable_blocks_are_reported_as_damage(settings, capsys):
     make_store(settings, rows=20000)
     size = settings.duckdb_path.stat().st_size
