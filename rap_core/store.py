@@ -122,7 +122,11 @@ class Store:
         """Whether the file lacks data blocks its tables point to (a file cut short does),
         read from the tables' storage metadata without reading the data itself."""
         size = Path(path).stat().st_size
-        block_size = self.con.execute(sql("queries/block_size")).fetchone()[0]
+        block_size, used = self.con.execute(sql("queries/block_usage")).fetchone()
+        held = max(size - _HEADER_BYTES, 0) // block_size
+        if used > held:  # indexes and metadata too; blocks DuckDB freed may lie beyond the end
+            return (f"the file holds {held} blocks of {block_size:,} bytes but the store uses "
+                    f"{used}; it was cut short (an interrupted copy, a full disk?)")
         for (table,) in self.con.execute(sql("queries/store_tables")).fetchall():
             last = self.con.execute(sql("queries/last_data_block"),
                                     {"table_name": table}).fetchone()[0]

@@ -116,6 +116,14 @@ def test_a_store_cut_in_half_is_damaged_for_every_command(settings, capsys, argv
              "mv ")
 
 
+def test_a_store_missing_only_its_last_block_is_damaged(settings, capsys):
+    make_store(settings, rows=20000)
+    with open(settings.duckdb_path, "r+b") as f:
+        f.truncate(settings.duckdb_path.stat().st_size - 262144)
+    assert cli.main(["runs"]) == 2  # reads none of the samples, still refused
+    one_line(capsys.readouterr().err, "is damaged", "cut short")
+
+
 def test_a_store_duckdb_shrank_itself_is_whole(settings, capsys):
     """After a delete and a checkpoint DuckDB cuts free blocks off the end of the file, so its
     header counts more blocks than the file holds: that is not damage."""
