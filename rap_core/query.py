@@ -109,7 +109,7 @@ def write_result(con: duckdb.DuckDBPyConnection, text: str, out: Path, data_dir:
     if out.suffix.lower() not in RESULT_SUFFIXES:
         raise OutputError(f"--out {out}: write the result as {', '.join(RESULT_SUFFIXES)}")
     target = claim(out, "query", data_dir, force=force, what="a query result")
-    reader = relation(con, text).fetch_record_batch(rows_per_batch=65536)
+    reader = relation(con, text).to_arrow_reader(batch_size=65536)
     rows = 0
     with writing(target):
         tmp = target.temp_file(out)
