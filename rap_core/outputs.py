@@ -51,6 +51,8 @@ def forbidden(target: Path, data_dir: Path, cwd: Path | None = None) -> str | No
     for name in PROJECT_ENTRIES:
         if t.is_relative_to(d / name):
             return f"is inside rap's own {d / name}"
+    if t == d / "exports":  # what is inside may be written, one export at a time
+        return "is rap's own exports folder"
     return None
 
 

@@ -78,7 +78,8 @@ def test_the_data_folder_and_its_ancestors_are_never_written(data, capsys, tmp_p
                                                               monkeypatch):
     before = listing(data)
     for out in [data, data.parent, "/", data / "rap.duckdb", data / "rap.lock",
-                data / "models" / "x.parquet", data / "prefect", data / "mlflow.db"]:
+                data / "models" / "x.parquet", data / "prefect", data / "mlflow.db",
+                data / "exports"]:
         for force in ([], ["--force"]):
             assert export("--out", str(out), *force) == 2
             refused(capsys, "refusing to write")
