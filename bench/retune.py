@@ -33,8 +33,10 @@ SYNTHETIC = [  # DuckDB statements that fill a store with N samples' facts
 
 
 def synthetic_retune(n: int, work: Path) -> dict:
+    from rap_core.estimators import plan
+    from rap_core.estimators.select import select_rows
+    from rap_core.estimators.stored import selection_inputs
     from rap_core.params import Thresholds
-    from rap_core.selection import filter_cde_ace, replace_easy
     from rap_core.store import open_store
     seconds: dict = {}
     path = work / "synthetic.duckdb"
@@ -46,12 +48,11 @@ def synthetic_retune(n: int, work: Path) -> dict:
     th = Thresholds()
     with open_store(path, read_only=True) as store:
         start = time.perf_counter()
-        inputs = store.query("queries/selection_inputs", pool_id="P", model_key="M",
-                             settings_key="S", ace_key="A", sigma=th.sigma,
-                             min_run=th.ace_min_run)
+        inputs = selection_inputs(store, plan("rap"), {"pool_id": "P", "model_key": "M",
+                                                       "settings_key": "S", "ace_key": "A"}, th)
         seconds["scores from stored facts (SQL)"] = time.perf_counter() - start
     start = time.perf_counter()
-    decisions = replace_easy(filter_cde_ace(inputs, th), th)
+    decisions = select_rows(inputs, plan("rap"), th)
     seconds["CDE + ACE + DRM (polars)"] = time.perf_counter() - start
     seconds["retune total"] = (seconds["scores from stored facts (SQL)"]
                                + seconds["CDE + ACE + DRM (polars)"])

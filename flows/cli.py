@@ -21,17 +21,34 @@ import sys
 
 from rap_core.settings import Settings, configure_process_env
 
-THRESHOLD_FLAGS = [  # (flag, field, type, help)
-    ("--lambda-c", "lambda_c", float, "CDE: keep x iff D(x) > lambda_c (default 0.5)"),
-    ("--sigma", "sigma", float, "ACE attention scale (default 2.0)"),
-    ("--lambda-a", "lambda_a", float, "ACE threshold on psi (default 0.1)"),
-    ("--ace-min-run", "ace_min_run", int, "ACE: ignore columns with fewer rows (default 4)"),
-    ("--ace-direction", "ace_direction", str, "drop_above (default) or drop_below"),
-    ("--ace-score", "ace_score", str, "product (default) or length_normalised"),
-    ("--drm-k", "drm_k", str, "DRM replacements: an integer or auto (default)"),
-    ("--drm-allow-nonpositive-d", "drm_require_positive_d", None,
-     "DRM: also take replacements with D(x) <= 0"),
-]
+SPECIAL_THRESHOLD_FLAGS = {  # field: (flag, type, help) where the generic form does not fit
+    "drm_k": ("--drm-k", str, "DRM replacements: an integer or auto (default)"),
+    "drm_require_positive_d": ("--drm-allow-nonpositive-d", None,
+                               "DRM: also take replacements with D(x) <= 0"),
+}
+
+
+def threshold_flags() -> list[tuple[str, str, object, str]]:
+    """(flag, field, type, help) for every estimator's thresholds: a new estimator's
+    thresholds become flags with no change here."""
+    from rap_core.params import Thresholds
+    flags = []
+    for field, info in Thresholds.model_fields.items():
+        if field in SPECIAL_THRESHOLD_FLAGS:
+            flags.append((SPECIAL_THRESHOLD_FLAGS[field][0], field,
+                          *SPECIAL_THRESHOLD_FLAGS[field][1:]))
+            continue
+        kind = next((t for t in (int, float) if t in _types(info.annotation)), str)
+        default = "" if info.default is None else f" (default {info.default})"
+        flags.append((f"--{field.replace('_', '-')}", field, kind, info.description + default))
+    return flags
+
+
+def _types(annotation) -> tuple:
+    from typing import get_args
+    return get_args(annotation) or (annotation,)
+
+
 SELECT_FLAGS = [  # (flag, group, field, type, help)
     ("--data", "data", "path", str, "pool file/folder, or builtin:easy-vqa (default)"),
     ("--limit", "data", "limit", int, "read at most N rows (default: all; the embedded "
@@ -67,7 +84,10 @@ SELECT_FLAGS = [  # (flag, group, field, type, help)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    for flag, field, typ, text in THRESHOLD_FLAGS:
+    from rap_core.estimators import METHODS
+    p.add_argument("--method", choices=sorted(METHODS), help="selection method (default rap): "
+                   + "; ".join(f"{m.name}: {m.description}" for m in METHODS.values()))
+    for flag, field, typ, text in threshold_flags():
         if typ is None:
             p.add_argument(flag, dest=field, action="store_false", default=None, help=text)
         else:
@@ -185,7 +205,7 @@ def params_from_args(args: argparse.Namespace):
         if "." in key:
             group, field = key.split(".")
             nested.setdefault(group, {})[field] = value
-        elif key in {f for _, f, _, _ in THRESHOLD_FLAGS}:
+        elif key in {f for _, f, _, _ in threshold_flags()}:
             nested["thresholds"][key] = value
         elif key not in {"command"}:
             nested[key] = value
@@ -195,15 +215,16 @@ def params_from_args(args: argparse.Namespace):
 
 
 def format_summary(summary: dict, settings: Settings) -> str:
-    """The funnel, the reasons, and where everything went."""
+    """The funnel step by step, the reasons, and where everything went."""
     f = summary["funnel"]
-    lines = [f"RAP {summary['mode']} run {summary['run_id']}",
+    steps = [k for k in f if k.startswith("after_")]
+    lines = [f"RAP {summary['mode']} run {summary['run_id']}"
+             f" (method {summary.get('method', 'rap')})",
              f"  pool rows   {f['pool_rows']:>8}   (errors {f['errors']}, "
-             f"duplicates {f['duplicates']})",
-             f"  after CDE   {f['after_cde']:>8}",
-             f"  after ACE   {f['after_ace']:>8}",
-             f"  after DRM   {f['after_drm']:>8}   <- selected",
-             "  by state / stage / reason:"]
+             f"duplicates {f['duplicates']})"]
+    lines += [f"  {'after ' + step[6:].upper():<11} {f[step]:>8}"
+              + ("   <- selected" if step == steps[-1] else "") for step in steps]
+    lines += ["  by state / stage / reason:"]
     lines += [f"    {r['state']:<9}{r['stage']:<12}{r['reason']:<28}{r['n']:>8}"
               for r in summary["reasons"]]
     lines += [f"  samples inferred {summary['samples_inferred']}"
@@ -257,9 +278,9 @@ def run_query(settings: Settings, statement: str, max_rows: int, out: str | None
                              "FILE for all)" if more else "")
 
 
-RUNS_SQL = ("SELECT r.run_id, r.mode, r.n_rows, f.after_cde, f.after_ace, f.after_drm, "
-            "r.lambda_c, r.sigma, r.lambda_a, r.drm_k, r.created_at FROM selection_runs r "
-            "JOIN funnel f USING (run_id) ORDER BY r.created_at")
+RUNS_SQL = ("SELECT r.run_id, r.mode, r.method, r.base_run, f.pool_rows, f.selected, "
+            "f.path AS funnel, r.created_at FROM selection_runs r JOIN funnel f USING (run_id) "
+            "ORDER BY r.created_at")
 
 
 WRITING_COMMANDS = {"select", "retune", "track", "demo-model", "validate", "experiment",

@@ -29,6 +29,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 
 from flows.report import selection_markdown
 from rap_core.engine import EngineConfigError
+from rap_core.estimators import plan as method_plan
 from rap_core.inference import failed_shard
 from rap_core.params import (FLOW_PARAMETERS, RapParams, flat_params, flow_parameter_fields,
                              params_from_flat)
@@ -36,7 +37,7 @@ from rap_core.lock import RunLock
 from rap_core.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
 from rap_core.store import open_store
-from tasks.estimate import cde_ace_filter, estimate_difficulty, replacement
+from tasks.estimate import apply_filters, estimate_difficulty, replacement
 from tasks.inference import attention_extraction, multimodal_inference, text_only_inference
 from tasks.ingest import ingest, register_model
 from tasks.ray_runner import ray_task_runner, submit_shards
@@ -44,6 +45,9 @@ from tasks.selection import export_selection, track, write_selection
 from tasks.store import missing_attention, missing_rollouts, write_facts
 
 PHASES = ("text-only", "multimodal", "attention")
+PHASE_FACT = {"text-only": "text", "multimodal": "mm", "attention": "attention"}
+LEGACY_THRESHOLDS = ("lambda_c", "sigma", "lambda_a", "ace_min_run", "ace_direction",
+                     "ace_score", "drm_require_positive_d")  # columns of selection_runs
 
 
 class InferenceProgress:
@@ -145,17 +149,26 @@ def _infer_missing(params: RapParams, settings: Settings, keys: dict, model,
                    timings: dict) -> set[str]:
     """Infer only the facts DuckDB lacks; returns the ids of samples that needed inference
     and puts each phase's wall, engine and DuckDB-write seconds in timings."""
-    plan = dict(settings=settings, pool_id=keys["pool_id"], model_key=keys["model_key"],
-                settings_key=keys["settings_key"])
-    attention = dict(ace_key=keys["ace_key"], response_choice=params.ace.response, **plan)
-    plans = {"text-only": lambda: missing_rollouts(condition="text", **plan),
-             "multimodal": lambda: missing_rollouts(condition="mm", **plan),
+    where = dict(settings=settings, pool_id=keys["pool_id"], model_key=keys["model_key"],
+                 settings_key=keys["settings_key"])
+    attention = dict(ace_key=keys["ace_key"], response_choice=params.ace.response, **where)
+    plans = {"text-only": lambda: missing_rollouts(condition="text", **where),
+             "multimodal": lambda: missing_rollouts(condition="mm", **where),
              "attention": lambda: missing_attention(**attention)}
+    # only the facts the method's estimators need (pass_band: multimodal rollouts alone)
+    needs = method_plan(params.method).needs
+    plans = {phase: plan_of for phase, plan_of in plans.items() if PHASE_FACT[phase] in needs}
+    if not plans:
+        return set()
     # estimates for the progress bar; each phase plans again once the one before has
     # stored its facts and errors (a sample that failed text-only is not run again)
-    first = plans["text-only"]()
-    estimate = {"text-only": first.height, "multimodal": plans["multimodal"]().height}
-    estimate["attention"] = estimate["multimodal"] + plans["attention"]().height
+    first = {phase: plan_of() for phase, plan_of in list(plans.items())[:1]}
+    estimate = {phase: 0 for phase in PHASES}
+    estimate.update({p: f.height for p, f in first.items()})
+    if "multimodal" in plans and "multimodal" not in first:
+        estimate["multimodal"] = plans["multimodal"]().height
+    if "attention" in plans:
+        estimate["attention"] = estimate["multimodal"] + plans["attention"]().height
     if not any(estimate.values()):
         return set()
     progress = InferenceProgress(estimate)
@@ -172,7 +185,9 @@ def _infer_phases(params, settings, keys, model, timings, first, plans, progress
              ("multimodal", multimodal_inference, "rollouts"),
              ("attention", attention_extraction, "attention_stats")]
     for name, task_fn, table in tasks:
-        todo = first if name == "text-only" else plans[name]()
+        if name not in plans:
+            continue
+        todo = first[name] if name in first else plans[name]()
         progress.set_todo(name, todo.height)
         inferred |= set(todo["sample_id"])
         options = (dict(head_reduce=params.ace.head_reduce, fact_key=keys["ace_key"])
@@ -192,10 +207,12 @@ def _base_run(settings: Settings, run_id: str | None) -> dict:
 
 
 def _run_record(params: RapParams, keys: dict, n_rows: int, inferred: int, stored: int) -> dict:
-    th = params.thresholds
+    th, resolved = params.thresholds, method_plan(params.method)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return {"run_id": f"{stamp}-{uuid.uuid4().hex[:6]}", "mode": params.mode,
-            "base_run": params.base_run, **keys, **th.model_dump(exclude={"drm_k"}),
+            "base_run": params.base_run, "method": params.method, "stages": resolved.stages,
+            "rebalancer": resolved.rebalancer.name if resolved.rebalancer else None, **keys,
+            **th.model_dump(include=set(LEGACY_THRESHOLDS)),
             "drm_k": str(th.drm_k), "params": params.model_dump_json(),
             "samples_inferred": inferred, "samples_stored": stored, "n_rows": n_rows,
             "n_selected": 0, "export_path": None, "mlflow_run_id": None,
@@ -245,8 +262,9 @@ def _select(params: RapParams, settings: Settings) -> dict:
     phases: dict = {}
     keys, inferred, stored, inference_s = prepare(params, settings, phases)
     th = params.thresholds
-    inputs = estimate_difficulty(settings, keys, th)
-    decisions = replacement(cde_ace_filter(inputs, th), th)
+    inputs = estimate_difficulty(settings, keys, th, params.method)
+    decisions = replacement(apply_filters(inputs, th, params.method), th, params.method,
+                            settings, keys["pool_id"])
     run = _run_record(params, keys, inputs.height, inferred, stored)
     run["n_selected"] = int((decisions["state"] == "selected").sum())
     result = write_selection(settings, run, decisions)
@@ -254,7 +272,8 @@ def _select(params: RapParams, settings: Settings) -> dict:
                    if params.export else None)
     mlflow_id = (track(settings, run, params.model_dump(), result, decisions, export_path)
                  if params.track else None)
-    summary = {"run_id": run["run_id"], "mode": params.mode, "funnel": result["funnel"],
+    summary = {"run_id": run["run_id"], "mode": params.mode, "method": params.method,
+               "funnel": result["funnel"],
                "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
                "samples_stored": stored, "inference_s": round(inference_s, 3),
                "inference_phases": phases,

@@ -18,9 +18,11 @@ def markdown_table(frame: pl.DataFrame, floats: int = 2) -> str:
 def selection_markdown(summary: dict, tracking_uri: str, top: int = 8) -> str:
     """The funnel, the top drop reasons and where the results went, for one run."""
     f = summary["funnel"]
+    steps = [k for k in f if k.startswith("after_")]
     funnel = pl.DataFrame({
-        "stage": ["pool rows", "after CDE", "after ACE", "after DRM (selected)"],
-        "samples": [f["pool_rows"], f["after_cde"], f["after_ace"], f["after_drm"]]})
+        "stage": ["pool rows"] + [f"after {s[6:].upper()}" + (" (selected)" if s == steps[-1]
+                                                               else "") for s in steps],
+        "samples": [f["pool_rows"]] + [f[s] for s in steps]})
     reasons = pl.DataFrame(summary["reasons"], schema={
         "state": pl.String, "stage": pl.String, "reason": pl.String, "n": pl.Int64})
     dropped = (reasons.filter(pl.col("state") != "selected").sort("n", descending=True)
@@ -31,7 +33,7 @@ def selection_markdown(summary: dict, tracking_uri: str, top: int = 8) -> str:
               f"logging FAILED (`{tracking_uri}`); the selection is stored: "
               f"`rap track --run {run}`" if summary.get("tracking_failed") else "not tracked")
     return "\n".join([
-        f"# RAP {summary['mode']} run `{run}`", "",
+        f"# RAP {summary['mode']} run `{run}` (method {summary.get('method', 'rap')})", "",
         markdown_table(funnel), "",
         f"Errors {f['errors']}, duplicate rows {f['duplicates']}. Samples inferred in this "
         f"run: {summary['samples_inferred']}; found stored: {summary['samples_stored']}.", "",

@@ -7,8 +7,6 @@ sigma and ace_min_run retunable in SQL (sql/macros/ace_psi.sql) with no model ca
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -26,12 +24,3 @@ def column_log_sums(response_attn: torch.Tensor) -> np.ndarray:
     logs = torch.log(response_attn.double()).clamp(min=LOG_FLOOR)
     lower = torch.tril(torch.ones_like(logs, dtype=torch.bool))
     return torch.where(lower, logs, torch.zeros_like(logs)).sum(0).numpy()
-
-
-def psi_product(response_attn: np.ndarray, sigma: float, min_run: int) -> float | None:
-    """psi by the direct product over each column's run (reference for the log-domain code).
-    None when no column has a run of at least min_run rows."""
-    size = response_attn.shape[0]
-    values = [math.prod(sigma * response_attn[i, j] for i in range(j, size))
-              for j in range(size) if size - j >= min_run]
-    return max(values) if values else None

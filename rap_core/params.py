@@ -5,11 +5,17 @@ Defaults are the paper's (RAP_METHOD.md); every field is recorded with each run.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic.fields import FieldInfo
 
+from rap_core.estimators import METHODS
+from rap_core.estimators.ace import AceThresholds
+from rap_core.estimators.cde import CdeThresholds
+from rap_core.estimators.drm import DrmThresholds
+from rap_core.estimators.pass_band import PassBandThresholds
+from rap_core.estimators.random_subset import RandomThresholds
 from rap_core.grading import GRADER_VERSION
 from rap_core.keys import short_hash
 
@@ -76,21 +82,10 @@ class AceSettings(BaseModel):
         return short_hash(self.model_dump(), rollout_key)
 
 
-class Thresholds(BaseModel):
-    """Everything `retune` may change without a model call."""
-
-    lambda_c: float = Field(0.5, description="Keep x iff D(x) > lambda_c")
-    sigma: float = Field(2.0, gt=0.0, description="ACE attention scale")
-    lambda_a: float = Field(0.1, gt=0.0, description="ACE threshold on psi")
-    ace_min_run: int = Field(4, ge=1, description="Columns with fewer rows are ignored")
-    ace_direction: Literal["drop_above", "drop_below"] = Field(
-        "drop_above", description="ACE: drop samples whose psi is above (paper) or below lambda_a")
-    ace_score: Literal["product", "length_normalised"] = Field(
-        "product", description="ACE: psi as the product (paper) or its per-column geometric mean")
-    drm_k: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        "auto", description="DRM replacements, or auto: the survivors with acc_mm = 1")
-    drm_require_positive_d: bool = Field(
-        True, description="DRM: replacements must have D(x) > 0")
+class Thresholds(RandomThresholds, PassBandThresholds, DrmThresholds, AceThresholds,
+                 CdeThresholds):
+    """Everything `retune` may change without a model call: every estimator's thresholds,
+    flat (each estimator module defines its own; rap_core/estimators)."""
 
 
 class RunnerSpec(BaseModel):
@@ -114,6 +109,9 @@ class RapParams(BaseModel):
         "re-select a previous run's pool from stored facts, never loading a model")
     base_run: str | None = Field(None, description="retune: the run to re-select "
                                  "(default: the latest run)")
+    method: str = Field("rap", description="Selection method: rap (CDE -> ACE -> DRM), "
+                        "pass_band (multimodal pass rate in a band) or random (a seeded "
+                        "subset); only the facts it needs are inferred")
     data: DataSpec = DataSpec()
     model: ModelSpec = ModelSpec()
     rollout: RolloutSettings = RolloutSettings()
@@ -127,11 +125,18 @@ class RapParams(BaseModel):
                                  "another run writing the same data folder (0: stop at once)")
     track: bool = Field(True, description="Log the run to MLflow")
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"unknown method {value!r} (one of {', '.join(sorted(METHODS))})")
+        return value
+
 
 # The flow's parameters are flat (`prefect deployment run rap/retune --param lambda_c=0.3`);
 # each maps onto one field of RapParams, which keeps them grouped for the code.
 FLOW_PARAMETERS: dict[str, tuple[str | None, str]] = {
-    "mode": (None, "mode"), "run": (None, "base_run"),
+    "mode": (None, "mode"), "run": (None, "base_run"), "method": (None, "method"),
     "data": ("data", "path"), "limit": ("data", "limit"),
     "question_key": ("data", "question_key"), "answer_key": ("data", "answer_key"),
     "image_key": ("data", "image_key"), "image_dir": ("data", "image_dir"),

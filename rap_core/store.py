@@ -17,8 +17,8 @@ import duckdb
 import polars as pl
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-SCHEMA_VERSION = "2"
-MIGRATIONS = {"1": ("2", "migrations/v1_to_v2")}  # from: (to, folder of statements)
+SCHEMA_VERSION = "3"
+MIGRATIONS = {"1": ("2", "migrations/v1_to_v2"), "2": ("3", "migrations/v2_to_v3")}  # from: (to, folder of statements)
 _MIGRATED: set[Path] = set()  # files this process has already brought up to date
 
 

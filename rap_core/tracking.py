@@ -86,7 +86,9 @@ def log_selection(settings: Settings, run: dict, params: dict, funnel: dict,
         with tempfile.TemporaryDirectory() as tmp:
             for column, title in HISTOGRAMS.items():
                 _histogram(decisions[column], title, Path(tmp) / f"hist_{column}.png")
-            decisions.write_csv(Path(tmp) / "decisions.csv")
+            nested = [c for c, t in decisions.schema.items() if isinstance(t, pl.List)]
+            decisions.with_columns(pl.col(c).list.join(",") for c in nested).write_csv(
+                Path(tmp) / "decisions.csv")  # passed: 'cde,ace'; CSV holds no lists
             decisions.filter(pl.col("state") == "selected").select(
                 "sample_id", "stage", "reason").write_csv(Path(tmp) / "selected_ids.csv")
             mlflow.log_artifacts(tmp, artifact_path="selection")
@@ -103,16 +105,16 @@ def track_stored_run(settings: Settings, run_id: str | None, force: bool = False
     unreachable during the run); returns the run record with its new mlflow_run_id."""
     import json
 
+    from rap_core.estimators.stored import counts, run_funnel
     from rap_core.store import StoreError, open_store
     with open_store(settings.duckdb_path) as store:
         run = store.selection_run(run_id, "track")
         if run["mlflow_run_id"] and not force:
             raise StoreError(f"run {run['run_id']} is already in MLflow as "
                              f"{run['mlflow_run_id']} (pass --force to log it again)")
-        funnel = store.query("queries/funnel_of_run", run_id=run["run_id"]).to_dicts()[0]
+        funnel = counts(run_funnel(store, run["run_id"]))
         reasons = store.query("queries/reasons_of_run", run_id=run["run_id"])
         decisions = store.query("queries/decisions_of_run", run_id=run["run_id"])
-    funnel = {k: v for k, v in funnel.items() if k != "run_id"}
     mlflow_id = log_selection(settings, run, json.loads(run["params"]), funnel, reasons,
                               decisions, run["export_path"])
     with open_store(settings.duckdb_path) as store:

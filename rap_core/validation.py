@@ -81,12 +81,13 @@ def planted_report(decisions: pl.DataFrame, truth: pl.DataFrame, lambda_c: float
             "mean_d_planted": float(d[labels].mean()), "mean_d_untouched": float(d[~labels].mean())}
 
 
-def stage_breakdown(decisions: pl.DataFrame, group: str) -> pl.DataFrame:
-    """The funnel per group: rows in, passing CDE, passing CDE and ACE, selected, and the
-    count of each drop reason (one column per reason)."""
+def stage_breakdown(decisions: pl.DataFrame, group: str,
+                    stages: tuple[str, ...] = ("cde", "ace")) -> pl.DataFrame:
+    """The funnel per group: rows in, after each filter stage (after_cde, after_ace), selected,
+    and the count of each drop reason (one column per reason)."""
     counts = decisions.group_by(group).agg(
-        rows=pl.len(), after_cde=pl.col("passed_cde").sum(),
-        after_ace=(pl.col("passed_cde") & pl.col("passed_ace")).sum(),
+        rows=pl.len(),
+        **{f"after_{s}": pl.col("passed").list.contains(s).sum() for s in stages},
         selected=(pl.col("state") == "selected").sum(),
         mean_d=pl.col("d").mean(), mean_acc_mm=pl.col("acc_mm").mean())
     reasons = (decisions.filter(pl.col("state") != "selected")

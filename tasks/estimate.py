@@ -1,4 +1,4 @@
-"""Estimation tasks: difficulty and scores from stored facts, CDE/ACE filtering, DRM."""
+"""Estimation tasks: a method's scores from stored facts, its filters, its rebalancer."""
 
 from __future__ import annotations
 
@@ -6,31 +6,48 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from rap_core.estimators import Context, plan
+from rap_core.estimators.select import filter_rows, rebalance
+from rap_core.estimators.stored import selection_inputs
 from rap_core.params import Thresholds
-from rap_core.selection import filter_cde_ace, replace_easy
 from rap_core.settings import Settings
-from rap_core.store import open_store
+from rap_core.store import StoreError, open_store
 
 
 @task(name="estimate-difficulty", cache_policy=NO_CACHE)
-def estimate_difficulty(settings: Settings, keys: dict, th: Thresholds) -> pl.DataFrame:
-    """Per pool row: acc_mm, acc_text, D(x), difficulty inputs and psi (for th's sigma)."""
+def estimate_difficulty(settings: Settings, keys: dict, th: Thresholds,
+                        method: str = "rap") -> pl.DataFrame:
+    """Per pool row: the stored facts and the scores each filter of the method reads."""
     with open_store(settings.duckdb_path) as store:
-        return store.query("queries/selection_inputs", pool_id=keys["pool_id"],
-                           model_key=keys["model_key"], settings_key=keys["settings_key"],
-                           ace_key=keys["ace_key"], sigma=th.sigma, min_run=th.ace_min_run)
+        return selection_inputs(store, plan(method), keys, th)
 
 
-@task(name="cde-ace-filter", cache_policy=NO_CACHE)
-def cde_ace_filter(inputs: pl.DataFrame, th: Thresholds) -> pl.DataFrame:
-    """CDE then ACE: every row gets a state, stage and reason."""
-    out = filter_cde_ace(inputs, th)
-    get_run_logger().info("CDE kept %d, ACE kept %d of %d rows",
-                          out["passed_cde"].sum(), out["passed_ace"].sum(), out.height)
+@task(name="estimator-filters", cache_policy=NO_CACHE)
+def apply_filters(inputs: pl.DataFrame, th: Thresholds, method: str = "rap") -> pl.DataFrame:
+    """The method's filters in order: every row gets a state, stage, reason and the filters
+    it passed."""
+    resolved = plan(method)
+    out = filter_rows(inputs, resolved, th)
+    kept = [f"{s} kept {out['passed'].list.contains(s).sum()}" for s in resolved.stages]
+    get_run_logger().info("%s of %d rows", ", ".join(kept) or "no filters", out.height)
     return out
 
 
 @task(name="replacement", cache_policy=NO_CACHE)
-def replacement(filtered: pl.DataFrame, th: Thresholds) -> pl.DataFrame:
-    """DRM: swap easy survivors for hard, solvable, image-dependent rejected samples."""
-    return replace_easy(filtered, th)
+def replacement(filtered: pl.DataFrame, th: Thresholds, method: str, settings: Settings,
+                pool_id: str) -> pl.DataFrame:
+    """The method's rebalancer (DRM for rap: swap easy survivors for hard, solvable,
+    image-dependent rejected samples; random: a seeded pick)."""
+    return rebalance(filtered, plan(method), th, Context(
+        selected_count=lambda like: selected_count(settings, pool_id, like)))
+
+
+def selected_count(settings: Settings, pool_id: str, run_id: str | None) -> int:
+    """How many samples run_id selected (default: the latest rap run on pool_id)."""
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        found = store.query("queries/selected_count", run_id=run_id, pool_id=pool_id)
+    if found.is_empty():
+        raise StoreError(f"no selection run {run_id!r} to copy the size of" if run_id else
+                         f"no rap run on pool {pool_id} to copy the size of: pass random_n "
+                         "(--random-n N) or random_like (--random-like RUN)")
+    return int(found["n_selected"][0])

@@ -7,7 +7,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from rap_core.export import write_export
-from rap_core.selection import DECISION_COLUMNS
+from rap_core.estimators.select import DECISION_COLUMNS
+from rap_core.estimators.stored import counts, run_funnel
 from rap_core.settings import Settings
 from rap_core.store import open_store
 from rap_core.tracking import log_selection
@@ -20,7 +21,7 @@ def write_selection(settings: Settings, run: dict, decisions: pl.DataFrame) -> d
     with open_store(settings.duckdb_path) as store, store.transaction():
         store.upsert("selection_runs", pl.DataFrame([run]))
         store.upsert("decisions", rows)
-        funnel = store.query("queries/funnel_of_run", run_id=run["run_id"]).to_dicts()[0]
+        funnel = run_funnel(store, run["run_id"])
         reasons = store.query("queries/reasons_of_run", run_id=run["run_id"])
     return {"funnel": funnel, "reasons": reasons}
 
@@ -45,7 +46,7 @@ def track(settings: Settings, run: dict, params: dict, result: dict,
           decisions: pl.DataFrame, export_path: str | None) -> str | None:
     """Log the run to MLflow and link it from the store. The selection is already stored:
     if MLflow cannot be reached, say so and return None (`rap track --run R` logs it later)."""
-    funnel = {k: v for k, v in result["funnel"].items() if k != "run_id"}
+    funnel = counts(result["funnel"])
     try:
         mlflow_id = log_selection(settings, run, params, funnel, result["reasons"],
                                   decisions, export_path)

@@ -171,18 +171,19 @@ def test_planted_pool_writes_the_share_and_the_truth(tmp_path, phrasing):
 
 
 def _decisions(rows):
-    return pl.DataFrame(rows, schema=["source_row", "state", "reason", "passed_cde",
-                                      "passed_ace", "d", "acc_mm"], orient="row")
+    return pl.DataFrame(rows, schema={"source_row": pl.Int64, "state": pl.String,
+                                      "reason": pl.String, "passed": pl.List(pl.String),
+                                      "d": pl.Float64, "acc_mm": pl.Float64}, orient="row")
 
 
 def test_planted_report_and_breakdown_on_hand_made_decisions():
     decisions = _decisions([
-        (0, "dropped", "cde_language_prior", False, False, 0.0, 1.0),
-        (1, "dropped", "cde_language_prior", False, False, 0.2, 0.6),
-        (2, "selected", "kept", True, True, 0.8, 1.0),
-        (3, "dropped", "ace_attention_bias", True, False, 1.0, 1.0),
-        (4, "dropped", "cde_language_prior", False, False, 0.0, 0.2),
-        (5, "error", "image_missing", False, False, None, None),
+        (0, "dropped", "cde_language_prior", [], 0.0, 1.0),
+        (1, "dropped", "cde_language_prior", [], 0.2, 0.6),
+        (2, "selected", "kept", ["cde", "ace"], 0.8, 1.0),
+        (3, "dropped", "ace_attention_bias", ["cde"], 1.0, 1.0),
+        (4, "dropped", "cde_language_prior", [], 0.0, 0.2),
+        (5, "error", "image_missing", [], None, None),
     ])
     truth = pl.DataFrame({"source_row": range(6),
                           "planted": [True, True, False, False, False, False],

@@ -8,10 +8,25 @@ import polars as pl
 import pytest
 import torch
 
-from rap_core.ace import column_log_sums, psi_product
+from rap_core.ace import column_log_sums
+from rap_core.estimators import plan
+from rap_core.estimators.select import select_rows
 from rap_core.params import Thresholds
-from rap_core.selection import select
 from rap_core.store import Store
+
+
+def select(inputs, th):
+    """RAP's decisions (CDE -> ACE -> DRM) for a hand-made input frame."""
+    return select_rows(inputs, plan("rap"), th)
+
+
+def psi_product(response_attn: np.ndarray, sigma: float, min_run: int) -> float | None:
+    """psi by the direct product over each column's run (the reference for the log-domain
+    SQL). None when no column has a run of at least min_run rows."""
+    size = response_attn.shape[0]
+    values = [math.prod(sigma * response_attn[i, j] for i in range(j, size))
+              for j in range(size) if size - j >= min_run]
+    return max(values) if values else None
 
 INPUT_COLUMNS = ["source_row", "sample_id", "row_status", "error_code", "error_message",
                  "n_images", "n_mm", "n_text", "acc_mm", "acc_text", "d",

@@ -36,8 +36,8 @@ FRAMES = {
                                "sample_id": ["a", None], "state": ["selected", "error"],
                                "stage": ["ace", "ingest"],
                                "reason": ["passed_cde_ace", "empty_answer"],
-                               "detail": [None, "answer is empty"], "passed_cde": [True, False],
-                               "passed_ace": [True, False], "acc_mm": [1.0, None],
+                               "detail": [None, "answer is empty"],
+                               "passed": [["cde", "ace"], []], "acc_mm": [1.0, None],
                                "acc_text": [0.0, None], "d": [1.0, None], "psi": [0.01, None],
                                "difficulty": [0.0, None]}),
 }
@@ -76,26 +76,45 @@ def test_schema_version_mismatch_is_refused(tmp_path):
                 pass
 
 
+V2_LAYOUT = [  # schema 3 back to schema 2: one column per stage, no method
+    "ALTER TABLE decisions ADD COLUMN passed_cde BOOLEAN",
+    "ALTER TABLE decisions ADD COLUMN passed_ace BOOLEAN",
+    "UPDATE decisions SET passed_cde = list_contains(passed, 'cde'), "
+    "passed_ace = list_contains(passed, 'ace')",
+    "ALTER TABLE decisions DROP COLUMN passed",
+    "ALTER TABLE selection_runs DROP COLUMN method",
+    "ALTER TABLE selection_runs DROP COLUMN stages",
+    "ALTER TABLE selection_runs DROP COLUMN rebalancer",
+]
+
+
 def test_a_schema_1_store_is_upgraded_in_place(tmp_path):
     from rap_core import store as store_mod
     path = tmp_path / "s.duckdb"
     with open_store(path) as store:  # written, then taken back to schema 1's columns
         store.upsert("samples", FRAMES["samples"])
+        store.upsert("decisions", FRAMES["decisions"])
+        for statement in V2_LAYOUT:
+            store.con.execute(statement)
         for table, column in [("samples", "system"), ("pool_rows", "source_id"),
                               ("pool_rows", "data_source")]:
             store.con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store.execute("writes/set_meta", key="schema_version", value="1")
     store_mod._MIGRATED.clear()
-    with pytest.raises(StoreError, match="older than 2: run `rap select`"):
+    with pytest.raises(StoreError, match="older than 3: run `rap select`"):
         with open_store(path, read_only=True):
             pass
     with open_store(path) as store:
-        assert store.stored_version() == "2"
+        assert store.stored_version() == "3"
         assert store.con.sql("SELECT count(*), count(system) FROM samples").fetchall() == [(2, 0)]
         columns = {r[0] for r in store.con.sql("DESCRIBE pool_rows").fetchall()}
         assert {"source_id", "data_source"} <= columns
+        passed = store.con.sql("SELECT passed FROM decisions ORDER BY source_row").fetchall()
+        assert passed == [(["cde", "ace"],), ([],)]  # from passed_cde / passed_ace
+        columns = {r[0] for r in store.con.sql("DESCRIBE selection_runs").fetchall()}
+        assert {"method", "stages", "rebalancer"} <= columns
     with open_store(path, read_only=True) as store:
-        assert store.stored_version() == "2"
+        assert store.stored_version() == "3"
 
 
 def test_a_known_sample_keeps_its_first_record(tmp_path):

@@ -1,8 +1,13 @@
--- One row per selection (select or retune), with every threshold it used.
+-- One row per selection (select or retune): its method (the filters in order and the
+-- rebalancer), the fact keys, and its parameters; every estimator's thresholds are in `params`
+-- (view run_thresholds); the CDE/ACE/DRM columns are kept for queries written before.
 CREATE TABLE IF NOT EXISTS selection_runs (
     run_id                 VARCHAR PRIMARY KEY,
     mode                   VARCHAR NOT NULL,
     base_run               VARCHAR,
+    method                 VARCHAR NOT NULL DEFAULT 'rap',
+    stages                 VARCHAR[] NOT NULL DEFAULT ['cde', 'ace'],
+    rebalancer             VARCHAR,
     pool_id                VARCHAR NOT NULL,
     model_key              VARCHAR NOT NULL,
     settings_key           VARCHAR NOT NULL,

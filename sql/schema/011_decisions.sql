@@ -1,4 +1,5 @@
--- Per run, every input row ends selected, dropped (with a reason) or error, with the scores it was judged on.
+-- Per run, every input row ends selected, dropped (with a reason) or error, with the filters it
+-- passed and the scores it was judged on.
 CREATE TABLE IF NOT EXISTS decisions (
     run_id     VARCHAR NOT NULL,
     source_row BIGINT NOT NULL,
@@ -7,8 +8,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     stage      VARCHAR NOT NULL,
     reason     VARCHAR NOT NULL,
     detail     VARCHAR,
-    passed_cde BOOLEAN NOT NULL,
-    passed_ace BOOLEAN NOT NULL,
+    passed     VARCHAR[] NOT NULL,  -- the filters (stages) it passed, before rebalancing
     acc_mm     DOUBLE,
     acc_text   DOUBLE,
     d          DOUBLE,

@@ -1,0 +1,139 @@
+"""What an estimator is, and the ordered table of them.
+
+A filter estimator (CDE, ACE, pass_band) reads its scores from one SQL source over the stored
+facts and keeps or drops each row by a pure rule; a rebalancer (DRM, random) then changes the
+survivors. A method is an ordered list of filters and at most one rebalancer. Adding an
+estimator is one module that calls `register` (+ its SQL source and tests): the selection,
+the funnel, the summary, the report, MLflow and `rap validate` iterate these tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import polars as pl
+from pydantic import BaseModel
+
+# The facts an estimator can need, each computed by one inference phase of the flow.
+FACTS = ("text", "mm", "attention")
+
+
+class NoThresholds(BaseModel):
+    """An estimator with nothing to tune."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """How a missing or failed fact shows in the selection inputs."""
+
+    error_stage: str  # inference_errors.stage of the phase that computes it
+    present: Callable[[], pl.Expr]  # true where the fact is stored
+    missing_stage: str | None  # stage of a missing-facts error (None: the estimator's own)
+    message: str
+
+
+_ROLLOUTS_MISSING = "no stored rollouts: run `rap select` first"
+FACT_INPUTS = {
+    "text": Fact("text_only", lambda: pl.col("n_text") > 0, None, _ROLLOUTS_MISSING),
+    "mm": Fact("multimodal", lambda: pl.col("n_mm") > 0, None, _ROLLOUTS_MISSING),
+    "attention": Fact("attention", lambda: pl.col("has_attention"), "attention",
+                      "no stored attention statistics: run `rap select` first"),
+}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Keeps or drops each row. `source` is a SELECT over the store with a `sample_id`
+    column and the score columns `keep` reads; it may use $model_key, $settings_key,
+    $ace_key and the estimator's own threshold names as bound parameters."""
+
+    name: str
+    reason: str  # the drop reason code
+    needs: tuple[str, ...]  # of FACTS
+    source: str
+    keep: Callable[[BaseModel], pl.Expr]  # thresholds -> a boolean expression over the inputs
+    thresholds: type[BaseModel] = NoThresholds
+    scores: Callable[[BaseModel], dict[str, pl.Expr]] = lambda th: {}  # decision columns
+    stage: str = ""  # defaults to name
+
+    @property
+    def stage_name(self) -> str:
+        return self.stage or self.name
+
+
+@dataclass(frozen=True)
+class Rebalancer:
+    """Changes the decisions after the filters: apply(decisions, thresholds, context)."""
+
+    name: str
+    reasons: tuple[str, ...]
+    apply: Callable[[pl.DataFrame, BaseModel, "Context"], pl.DataFrame]
+    needs: tuple[str, ...] = ()
+    thresholds: type[BaseModel] = NoThresholds
+
+
+@dataclass(frozen=True)
+class Method:
+    """An ordered list of filters and at most one rebalancer."""
+
+    name: str
+    filters: tuple[str, ...]
+    rebalancer: str | None = None
+    description: str = ""
+
+
+@dataclass
+class Context:
+    """What a rebalancer may ask of the store (e.g. the size of another run's selection)."""
+
+    selected_count: Callable[[str | None], int] = lambda run_id: 0
+    filter_reasons: tuple[str, ...] = ()
+
+
+FILTERS: dict[str, Filter] = {}
+REBALANCERS: dict[str, Rebalancer] = {}
+METHODS: dict[str, Method] = {}
+
+
+def register(*things) -> None:
+    """Add filters, rebalancers or methods to the tables (a later one replaces its name)."""
+    for thing in things:
+        table = {Filter: FILTERS, Rebalancer: REBALANCERS, Method: METHODS}[type(thing)]
+        table[thing.name] = thing
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A method resolved to its parts."""
+
+    method: Method
+    filters: tuple[Filter, ...]
+    rebalancer: Rebalancer | None
+    needs: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def stages(self) -> list[str]:
+        return [f.stage_name for f in self.filters]
+
+    @property
+    def steps(self) -> list[str]:
+        """The funnel after ingest: one step per filter, one for the rebalancer."""
+        return [f"after_{s}" for s in self.stages] + (
+            [f"after_{self.rebalancer.name}"] if self.rebalancer else [])
+
+
+def plan(method: str) -> Plan:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r} (one of {', '.join(sorted(METHODS))})")
+    m = METHODS[method]
+    filters = tuple(FILTERS[name] for name in m.filters)
+    rebalancer = REBALANCERS[m.rebalancer] if m.rebalancer else None
+    needs = {n for f in filters for n in f.needs} | set(rebalancer.needs if rebalancer else ())
+    return Plan(m, filters, rebalancer, frozenset(needs))
+
+
+def thresholds_for(model: type[BaseModel], values: BaseModel | dict) -> BaseModel:
+    """An estimator's own thresholds out of a run's (all estimators' fields, flat)."""
+    given = values.model_dump() if isinstance(values, BaseModel) else dict(values)
+    return model.model_validate({k: v for k, v in given.items() if k in model.model_fields})

@@ -1,0 +1,23 @@
+"""CDE, the Causal Discrepancy Estimator: keep x iff D(x) = acc_mm - acc_text > lambda_c, i.e.
+only samples the model answers better with the image than without it."""
+
+from __future__ import annotations
+
+import polars as pl
+from pydantic import BaseModel, Field
+
+from rap_core.estimators.base import Filter, register
+from rap_core.store import sql
+
+
+class CdeThresholds(BaseModel):
+    lambda_c: float = Field(0.5, description="Keep x iff D(x) > lambda_c")
+
+
+def keep(th: CdeThresholds) -> pl.Expr:
+    return pl.col("d") > th.lambda_c
+
+
+CDE = Filter(name="cde", reason="cde_language_prior", needs=("text", "mm"),
+             source=sql("estimators/cde"), keep=keep, thresholds=CdeThresholds)
+register(CDE)

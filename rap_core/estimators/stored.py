@@ -1,0 +1,56 @@
+"""Between the estimators and the store: a method's inputs from the stored facts, and a run's
+funnel read back, step by step."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+from pydantic import BaseModel
+
+from rap_core.estimators.base import Plan, thresholds_for
+from rap_core.store import Store, StoreError
+
+_PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
+
+
+def source_frame(store: Store, source: str, keys: dict, thresholds: BaseModel) -> pl.DataFrame:
+    """One estimator's scores: its SELECT with the fact keys and its own thresholds bound
+    (only the parameters it names)."""
+    values = {**keys, **thresholds.model_dump()}
+    names = set(_PARAMETER.findall(source))
+    unknown = names - set(values)
+    if unknown:
+        raise StoreError(f"estimator source uses unknown parameter(s) {sorted(unknown)}; "
+                         f"known: {sorted(values)}")
+    return store.con.sql(source, params={n: values[n] for n in names}).pl()
+
+
+def selection_inputs(store: Store, plan: Plan, keys: dict, th: BaseModel) -> pl.DataFrame:
+    """Per pool row: ingest status, inference errors, which facts are stored, and the score
+    columns of each filter of the method (a column already there is not joined again)."""
+    base_keys = {k: keys[k] for k in ("pool_id", "model_key", "settings_key", "ace_key")}
+    frame = store.query("queries/selection_base", **base_keys)
+    fact_keys = {k: v for k, v in base_keys.items() if k != "pool_id"}
+    for f in plan.filters:
+        scores = source_frame(store, f.source, fact_keys, thresholds_for(f.thresholds, th))
+        new = [c for c in scores.columns if c == "sample_id" or c not in frame.columns]
+        frame = frame.join(scores.select(new).unique("sample_id", keep="first"),
+                           on="sample_id", how="left", maintain_order="left")
+    return frame
+
+
+def run_funnel(store: Store, run_id: str) -> dict:
+    """run_id, pool rows, errors, duplicates, then each step of the method's funnel
+    (after_cde, after_ace, after_drm for rap) and the selected count."""
+    wide = store.query("queries/funnel_of_run", run_id=run_id).to_dicts()[0]
+    steps = store.query("queries/funnel_steps_of_run", run_id=run_id)
+    funnel = {k: wide[k] for k in ("run_id", "pool_rows", "errors", "duplicates")}
+    funnel.update({s: int(n) for s, n in steps.iter_rows() if s != "pool_rows"})
+    funnel["selected"] = wide["selected"]
+    return funnel
+
+
+def counts(funnel: dict) -> dict:
+    """The funnel's numbers alone (for metrics)."""
+    return {k: v for k, v in funnel.items() if isinstance(v, (int, float))}
