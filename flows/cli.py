@@ -1,10 +1,12 @@
 """The `rap` command line: run the flow locally (Prefect ephemeral mode) and query the store.
 
     rap select [--data PATH] [--model DIR] [options]   # infer what is missing, then select
+    rap select --method pass_band|random               # the baselines, same interface
     rap retune [--run RUN] [--lambda-c 0.3 ...]         # re-select from stored facts only
     rap query "SELECT * FROM funnel"                    # one read-only SELECT over the store
     rap query "SELECT * FROM selected" --out sel.csv    # its whole result as a file
     rap runs                                            # the selection runs so far
+    rap compare RUN_A RUN_B                             # overlap, Jaccard, crosstab
     rap track [--run RUN]                               # log a stored run to MLflow later
     rap demo-model [--retrain]                          # train / show the embedded model
     rap validate                                        # planted priors, question types
@@ -140,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--force", action="store_true", help="replace an earlier `rap query "
                        "--out` result at --out")
     sub.add_parser("runs", help="list selection runs")
+    compare = sub.add_parser("compare", help="two runs on one pool: sizes, overlap, Jaccard, "
+                             "how each row ended in one against the other, groups")
+    compare.add_argument("run_a", help="a selection run")
+    compare.add_argument("run_b", help="another run on the same pool")
+    compare.add_argument("--max-rows", type=_bounded(int, 1, 10**6), default=30,
+                         help="rows of the crosstab to print (30)")
     tracking = sub.add_parser("track", help="log a stored selection run to MLflow (e.g. when "
                               "MLflow could not be reached during the run)")
     tracking.add_argument("--run", help="the run (default: the latest)")
@@ -285,7 +293,7 @@ RUNS_SQL = ("SELECT r.run_id, r.mode, r.method, r.base_run, f.pool_rows, f.selec
 
 WRITING_COMMANDS = {"select", "retune", "track", "demo-model", "validate", "experiment",
                     "server"}
-READING_COMMANDS = {"query", "runs", "export", "track"}  # they read the store first
+READING_COMMANDS = {"query", "runs", "compare", "export", "track"}  # they read the store first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,6 +346,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(run_query(settings, args.sql, args.max_rows, args.out, args.force))
     elif args.command == "runs":
         print(run_query(settings, RUNS_SQL, 1000))
+    elif args.command == "compare":
+        from rap_core.compare import compare_runs, format_comparison
+        from rap_core.store import open_store
+        with open_store(settings.duckdb_path, read_only=True) as store:
+            print(format_comparison(compare_runs(store, args.run_a, args.run_b), args.max_rows))
     elif args.command == "demo-model":
         print(demo_model(settings, args.retrain))
     elif args.command == "validate":

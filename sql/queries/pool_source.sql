@@ -1,0 +1,2 @@
+-- Where a pool was read from (a file, or builtin:easy-vqa).
+SELECT source FROM pools WHERE pool_id = $pool_id;
