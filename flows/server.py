@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rap_core.settings import Settings
+from rap_core.settings import Settings, process_env
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 4200
@@ -40,13 +40,8 @@ def api_url(port: int | None) -> str:
 
 def prefect_env(settings: Settings, url: str | None) -> dict[str, str]:
     """Environment of every Prefect process of this project (server, deploy, worker, runs)."""
-    home = settings.data_dir / "prefect"
-    home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PREFECT_HOME=str(home), RAP_DATA_DIR=str(settings.data_dir),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               # cached task results of runs on this worker go beside the store
-               PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(home / "results"))
+    env = dict(os.environ, **process_env(settings.data_dir))  # results beside the store
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     if url:
         env["PREFECT_API_URL"] = url
     else:

@@ -14,6 +14,7 @@ import os
 from contextlib import contextmanager
 
 from rap_core.params import RunnerSpec
+from rap_core.settings import Settings, process_env
 
 # variables a worker needs to reach the same Prefect API, data folder and offline hubs
 PASSED_PREFIXES = ("RAP_", "HF_", "PREFECT_HOME", "PREFECT_RESULTS_", "TOKENIZERS_")
@@ -28,7 +29,8 @@ def worker_env() -> dict[str, str]:
     """The flow's settings for Ray workers: above all its Prefect API, which on a command
     line run is the flow's temporary server (workers would otherwise start their own)."""
     from prefect.context import FlowRunContext
-    env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_PREFIXES)}
+    env = {**process_env(Settings.from_env().data_dir),
+           **{k: v for k, v in os.environ.items() if k.startswith(PASSED_PREFIXES)}}
     context = FlowRunContext.get()
     if context is not None and context.client is not None:
         env["PREFECT_API_URL"] = str(context.client.api_url).rstrip("/")
