@@ -44,7 +44,7 @@ def _cell(v) -> str:
 def model_path(name: str, work: Path) -> str:
     """builtin:easy-vqa-vlm (trained demo model, trained once into ./rap_data/models if
     missing) or a folder; work holds the MLflow record of a training."""
-    from rap_core.models import resolve_model
+    from rap_core.engines.models import resolve_model
     from rap_core.params import ModelSpec
     from rap_core.settings import Settings
     settings = Settings(data_dir=Path("rap_data").resolve(),
@@ -60,14 +60,14 @@ def flow_bench(name: str, work: Path):
     from rap_core.settings import Settings, configure_process_env
     configure_process_env(Settings.from_env().data_dir)
     from flows.rap import run_flow
-    from rap_core.engine import load_engine
+    from rap_core.engines.base import load_engine
     path = model_path(name, work)
     return run_flow, path, load_engine(path, "cpu", "float32", None)
 
 
 def easy_vqa_samples(n: int, images_dir: Path):
     from rap_core.params import DataSpec
-    from rap_core.readers import read_pool
+    from rap_core.io.readers import read_pool
     return read_pool(DataSpec(limit=n), images_dir).samples
 
 
@@ -88,8 +88,8 @@ def random_engine(text: dict, vision: dict | None = None, dtype: str = "float32"
     the engine's attention (nothing downloaded, nothing written)."""
     import torch
 
-    from rap_core.attention import NAME
-    from rap_core.hf_engine import HFEngine
+    from rap_core.engines.attention import NAME
+    from rap_core.engines.hf import HFEngine
     from rap_core.tiny_model import build_model, build_processor
     processor = build_processor("qwen2_vl")
     processor.tokenizer.padding_side = "left"

@@ -37,7 +37,7 @@ def main() -> None:
         cpu_exact_malloc()
     import transformers
 
-    from rap_core.engine import PromptItem
+    from rap_core.engines.base import PromptItem
     from rap_core.params import RolloutSettings
     transformers.logging.set_verbosity_error()
     start = time.perf_counter()

@@ -20,7 +20,7 @@ def bare_loop(engine, samples, params) -> dict:
     """The flow's engine calls, in the same shards and batches, and nothing else."""
     import polars as pl
 
-    from rap_core.inference import infer_attention, infer_rollouts
+    from rap_core.engines.inference import infer_attention, infer_rollouts
     seconds: dict = {}
     shards = [samples.slice(i, params.shard_size)
               for i in range(0, samples.height, params.shard_size)]

@@ -273,7 +273,7 @@ def run_query(settings: Settings, statement: str, max_rows: int, out: str | None
               force: bool = False) -> str:
     import polars as pl
 
-    from rap_core.query import lock_down, preview, write_result
+    from rap_core.store.query import lock_down, preview, write_result
     from rap_core.store import open_store
     with open_store(settings.duckdb_path, read_only=True) as store:
         lock_down(store.con)
@@ -302,12 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_process_env(settings.data_dir)
     from pydantic import ValidationError
 
-    from rap_core.outputs import OutputError
-    from rap_core.query import QueryRefused
-    from rap_core.readers import PoolReadError
+    from rap_core.io.outputs import OutputError
+    from rap_core.store.query import QueryRefused
+    from rap_core.io.readers import PoolReadError
     from rap_core.store import StoreError
     try:
-        from rap_core.preflight import check_store, prepare_data_dir
+        from rap_core.store.preflight import check_store, prepare_data_dir
         if args.command in WRITING_COMMANDS:
             prepare_data_dir(settings)
         if args.command in READING_COMMANDS and not getattr(args, "check", None):
@@ -329,7 +329,7 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
     import duckdb
 
     from flows.server import ServerError
-    from rap_core.checkpoints import ModelLoadError
+    from rap_core.engines.checkpoints import ModelLoadError
     from rap_core.store import StoreDamaged, damage_detail, damage_in
     from tasks.ray_runner import RunnerError
     if isinstance(exc, duckdb.Error) and damage_in(exc):
@@ -347,7 +347,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "runs":
         print(run_query(settings, RUNS_SQL, 1000))
     elif args.command == "compare":
-        from rap_core.compare import compare_runs, format_comparison
+        from rap_core.store.compare import compare_runs, format_comparison
         from rap_core.store import open_store
         with open_store(settings.duckdb_path, read_only=True) as store:
             print(format_comparison(compare_runs(store, args.run_a, args.run_b), args.max_rows))
@@ -384,8 +384,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def select(args: argparse.Namespace, settings: Settings) -> dict:
     """select / retune: the run lock and the store are checked before Prefect starts (a
     second run, a damaged store or a store from a newer rap stop here, at once)."""
-    from rap_core.lock import RunLock
-    from rap_core.preflight import check_store
+    from rap_core.store.lock import RunLock
+    from rap_core.store.preflight import check_store
     params = params_from_args(args)
     with RunLock(settings.data_dir, params.wait_for_lock, _say, hand_down=True):
         check_store(settings, write=True)

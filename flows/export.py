@@ -5,7 +5,7 @@
     rap export --check selected.parquet --format verl       # each violation with its row
 
 An existing --out is refused unless --force, and even then only a previous rap export of the
-same format is replaced (rap_core/outputs.py). The default place, rap_data/exports/<run>/, is
+same format is replaced (rap_core/io/outputs.py). The default place, rap_data/exports/<run>/, is
 rap's own: the same run's export of the same format there is rewritten without --force.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rap_core.export import claim_export, write_export
-from rap_core.export_check import check_export
+from rap_core.io.export import claim_export, write_export
+from rap_core.io.export_check import check_export
 from rap_core.settings import Settings
 from rap_core.store import open_store
 

@@ -28,13 +28,13 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
                                update_progress_artifact)
 
 from flows.report import selection_markdown
-from rap_core.engine import EngineConfigError
+from rap_core.engines.base import EngineConfigError
 from rap_core.estimators import plan as method_plan
-from rap_core.inference import failed_shard
+from rap_core.engines.inference import failed_shard
 from rap_core.params import (FLOW_PARAMETERS, RapParams, flat_params, flow_parameter_fields,
                              params_from_flat)
-from rap_core.lock import RunLock
-from rap_core.preflight import check_store, prepare_data_dir
+from rap_core.store.lock import RunLock
+from rap_core.store.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
 from rap_core.store import open_store
 from tasks.estimate import apply_filters, estimate_difficulty, replacement

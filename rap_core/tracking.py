@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rap_core.outputs import manifest_path
+from rap_core.io.outputs import manifest_path
 from rap_core.settings import Settings
 
 HISTOGRAMS = {"d": "D(x) = acc_mm - acc_text", "psi": "ACE psi", "acc_mm": "acc_mm"}

@@ -1,6 +1,6 @@
 """Inference tasks, one shard (hundreds of samples) per task run.
 
-The model is loaded once per process (rap_core.engine.load_engine) from identifiers passed
+The model is loaded once per process (rap_core.engines.base.load_engine) from identifiers passed
 in; it is never passed between tasks. Cache key: the task, the model key, the settings key
 and the shard's sample ids, so a re-submitted shard returns its persisted result.
 """
@@ -15,10 +15,10 @@ from collections.abc import Callable
 import polars as pl
 from prefect import get_run_logger, task
 
-from rap_core.engine import load_engine
-from rap_core.inference import ShardResult, infer_attention, infer_rollouts
+from rap_core.engines.base import load_engine
+from rap_core.engines.inference import ShardResult, infer_attention, infer_rollouts
 from rap_core.keys import short_hash
-from rap_core.models import ResolvedModel
+from rap_core.engines.models import ResolvedModel
 from rap_core.params import ModelSpec, RolloutSettings
 
 PROGRESS_EVERY_S = 15.0

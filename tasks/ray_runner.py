@@ -1,7 +1,7 @@
 """Inference shards on Ray: Prefect tasks submitted through prefect-ray's task runner.
 (Prefect and Ray are imported only when used: the CLI imports RunnerError at start.)
 
-Each Ray worker process keeps the model it loaded (rap_core.engine.load_engine caches one per
+Each Ray worker process keeps the model it loaded (rap_core.engines.base.load_engine caches one per
 process, and Ray reuses its workers), so a worker pays the load once for all the shards it
 gets. Results come back to the flow, whose single writer stores them in DuckDB. A worker that
 dies is retried by Ray (max_retries); a task that raises is retried by Prefect; a shard that

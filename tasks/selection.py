@@ -6,7 +6,7 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rap_core.export import write_export
+from rap_core.io.export import write_export
 from rap_core.estimators.select import DECISION_COLUMNS
 from rap_core.estimators.stored import counts, run_funnel
 from rap_core.settings import Settings

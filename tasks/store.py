@@ -6,7 +6,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rap_core.inference import ShardResult
+from rap_core.engines.inference import ShardResult
 from rap_core.settings import Settings
 from rap_core.store import open_store
 

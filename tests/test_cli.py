@@ -78,7 +78,7 @@ def test_commands_that_load_no_model_import_neither_torch_nor_transformers(tiny_
     import subprocess
     import sys
     code = ("import sys; import flows.cli, flows.rap, rap_core.demo_model\n"
-            "from rap_core.models import resolve_model\n"
+            "from rap_core.engines.models import resolve_model\n"
             "from rap_core.params import ModelSpec\nfrom rap_core.settings import Settings\n"
             f"resolve_model(ModelSpec(path={str(tiny_model_dir)!r}), Settings.from_env())\n"
             "flows.cli.main(['runs'])\n"
@@ -89,8 +89,8 @@ def test_commands_that_load_no_model_import_neither_torch_nor_transformers(tiny_
 
 
 def test_supported_model_types_match_the_loaders():
-    from rap_core.checkpoints import SUPPORTED_MODEL_TYPES
-    from rap_core.hf_loading import FAMILIES
+    from rap_core.engines.checkpoints import SUPPORTED_MODEL_TYPES
+    from rap_core.engines.hf_loading import FAMILIES
     assert set(SUPPORTED_MODEL_TYPES) == set(FAMILIES)
 
 

@@ -58,7 +58,7 @@ def test_vision_pretraining_lowers_its_loss_and_ignores_unknown_labels():
 
 
 def test_saved_weights_load_back_to_identical_outputs(tmp_path, few_examples):
-    from rap_core.hf_loading import load_model_and_processor
+    from rap_core.engines.hf_loading import load_model_and_processor
     model, processor = new_model(SMALL)
     train(model, processor, few_examples, steps=3, batch_size=8)
     out = save_model(model, processor, tmp_path / "m", {"note": "test"})

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from rap_core.ace import column_log_sums
-from rap_core.engine import EngineConfigError, PromptItem, SampleError, run_isolated
-from rap_core.hf_engine import HFEngine
-from rap_core.inference import infer_attention, infer_rollouts, run_bucketed
+from rap_core.engines.attention_stats import column_log_sums
+from rap_core.engines.base import EngineConfigError, PromptItem, SampleError, run_isolated
+from rap_core.engines.hf import HFEngine
+from rap_core.engines.inference import infer_attention, infer_rollouts, run_bucketed
 from rap_core.params import DataSpec, RolloutSettings
-from rap_core.prompts import build_messages
-from rap_core.readers import read_pool
+from rap_core.engines.prompts import build_messages
+from rap_core.io.readers import read_pool
 
 ROLLOUT = RolloutSettings(m=3, max_new_tokens=12)
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import torch
 
-from rap_core.ace import column_log_sums
+from rap_core.engines.attention_stats import column_log_sums
 from rap_core.estimators import plan
 from rap_core.estimators.select import select_rows
 from rap_core.params import Thresholds

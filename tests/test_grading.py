@@ -296,7 +296,7 @@ def test_explosive_math_times_out_in_any_thread():
 @pytest.fixture
 def fresh_helpers():
     """No helper left from other tests (a new one runs math_judge.COMMAND), none left after."""
-    from rap_core import math_judge
+    from rap_core.grading import math_judge
     math_judge.shutdown()
     yield math_judge
     math_judge.shutdown()

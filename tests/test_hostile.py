@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from conftest import write_png
-from rap_core import readers
-from rap_core.images import load_rgb
+from rap_core.io import readers
+from rap_core.io.images import load_rgb
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
-from rap_core.readers import PoolReadError, read_pool
+from rap_core.io.readers import PoolReadError, read_pool
 from rap_core.store import open_store
 
 

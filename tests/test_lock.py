@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from rap_core.lock import RunLock, StoreBusy, holder
+from rap_core.store.lock import RunLock, StoreBusy, holder
 
 
 def test_a_second_run_is_told_who_writes(tmp_path):
@@ -41,7 +41,7 @@ def test_a_lock_handed_down_is_joined_in_the_same_process_only(tmp_path):
     """The command line holds the lock around the flow it runs; the flow joins it."""
     import subprocess
     import sys
-    code = ("from rap_core.lock import RunLock\n"
+    code = ("from rap_core.store.lock import RunLock\n"
             f"RunLock({str(tmp_path)!r}).__enter__()\nprint('locked')")
     with RunLock(tmp_path, hand_down=True):
         with RunLock(tmp_path):  # joined: no wait

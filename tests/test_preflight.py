@@ -127,7 +127,7 @@ def test_a_store_missing_only_its_last_block_is_damaged(settings, capsys):
 def test_a_store_duckdb_shrank_itself_is_whole(settings, capsys):
     """After a delete and a checkpoint DuckDB cuts free blocks off the end of the file, so its
     header counts more blocks than the file holds: that is not damage."""
-    from rap_core.preflight import check_store
+    from rap_core.store.preflight import check_store
     for batch in range(4):
         with open_store(settings.duckdb_path) as s:
             s.upsert("samples", pl.DataFrame([
@@ -163,7 +163,7 @@ def test_a_store_from_a_newer_rap_is_refused_before_prefect(settings, capsys, no
 
 def test_a_second_run_is_refused_at_once_naming_the_holder(settings, capsys, no_flow):
     settings.data_dir.mkdir(parents=True)
-    code = ("import sys, time\nfrom rap_core.lock import RunLock\n"
+    code = ("import sys, time\nfrom rap_core.store.lock import RunLock\n"
             f"with RunLock({str(settings.data_dir)!r}):\n"
             "    print('held', flush=True)\n    time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,

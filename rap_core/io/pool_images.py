@@ -83,7 +83,7 @@ def _image_file(ref: str, base_dir: Path, allow_outside: bool,
 
 
 def _check_decodable(data: bytes) -> str:
-    from rap_core.images import image_format
+    from rap_core.io.images import image_format
     try:
         return image_format(data)
     except Exception as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
-from rap_core.checkpoints import model_family, upgrade_rap_folder
+from rap_core.engines.checkpoints import model_family, upgrade_rap_folder
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
@@ -39,12 +39,12 @@ FAMILIES = {
 
 def load_model_and_processor(model_dir: Path, device: str, dtype: str):
     """Load a checkpoint with sdpa attention, except the final text layer (eager, for the
-    ACE maps; rap_core.attention). The processor is always the image-only class, whatever
+    ACE maps; rap_core.engines.attention). The processor is always the image-only class, whatever
     the folder names; a folder rap wrote itself gets the stock processor files it lacks."""
     import torch
     import transformers
 
-    from rap_core.attention import NAME as final_layer_eager
+    from rap_core.engines.attention import NAME as final_layer_eager
     family = model_family(model_dir)
     upgrade_rap_folder(model_dir)
     model_cls_name, processor_cls = FAMILIES[family]

@@ -8,12 +8,12 @@ Layouts (auto-detected from the first row's columns, or named by DataSpec.format
   openrlhf  OpenRLHF-M JSONL: message (stringified OpenAI-style turns with image items), answer
   verl      Parquet: prompt (chat list), images, reward_model.ground_truth, data_source,
             extra_info.index
-Every layout becomes the same record (question, answer, images, system prompt). A bad row
-becomes an error row with a specific code; it never stops the read.
+Each layout is one module of io/layouts/; every layout becomes the same record (question,
+answer, images, system prompt). A bad row becomes an error row with a specific code; it never
+stops the read.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +22,10 @@ import polars as pl
 
 from rap_core.keys import sample_id, short_hash
 from rap_core.params import BUILTIN_DATA, DataSpec
-from rap_core.pool_files import BadRow, PoolReadError, easy_vqa_rows, file_rows
-from rap_core.pool_images import RowError, image_record, storable, unicode_text
-from rap_core.prompts import IMAGE_PLACEHOLDER, count_placeholders
+from rap_core.io.pool_files import BadRow, PoolReadError, easy_vqa_rows, file_rows
+from rap_core.io.layouts import Layout, RawSample, detect_layout
+from rap_core.io.pool_images import RowError, image_record, storable, unicode_text
+from rap_core.engines.prompts import IMAGE_PLACEHOLDER, count_placeholders
 
 SAMPLE_SCHEMA = {"sample_id": pl.String, "question": pl.String, "answer": pl.String,
                  "image_paths": pl.List(pl.String), "image_sha256": pl.List(pl.String),
@@ -58,14 +59,6 @@ def _text(value, what: str) -> str:
     return unicode_text(text, what)
 
 
-def _as_list(images) -> list:
-    if images is None:
-        return []
-    if isinstance(images, (list, tuple)):
-        return list(images)
-    return [images]
-
-
 def canonical_question(question: str, n_images: int) -> str:
     """Images-first is the same prompt with or without leading placeholders; store it one way
     (without), so a sample keeps its id through an export that writes them."""
@@ -73,142 +66,6 @@ def canonical_question(question: str, n_images: int) -> str:
     if n_images and question.startswith(prefix) and count_placeholders(question) == n_images:
         return question[len(prefix):]
     return question
-
-
-@dataclass
-class RawSample:
-    """One input row in the common shape, before its images are checked."""
-
-    question: object
-    answer: object
-    images: list
-    system: str | None = None
-
-
-# --- layouts: each turns one raw row into a RawSample (or RowError) --------------------------
-
-def _from_columns(raw: dict, spec: DataSpec) -> RawSample:
-    """EasyR1 / HF layout: question, answer, images columns (names from the spec); a `system`
-    column, when there is one, is the sample's system prompt."""
-    system = raw.get("system")
-    return RawSample(raw.get(spec.question_key), raw.get(spec.answer_key),
-                     _as_list(raw.get(spec.image_key)), system if isinstance(system, str) else None)
-
-
-def _chat_text(content, where: str) -> tuple[str, list]:
-    """A chat turn's content as text with <image> placeholders, and its image references."""
-    if content is None:
-        return "", []
-    if isinstance(content, str):
-        return content, []
-    if not isinstance(content, (list, tuple)):
-        raise RowError("bad_message", f"{where}: content is neither text nor a list of items")
-    text, images = "", []
-    for item in content:
-        kind = item.get("type") if isinstance(item, dict) else None
-        if kind == "text":
-            part = item.get("text") or ""
-            if not isinstance(part, str):
-                raise RowError("bad_message", f"{where}: a text item is not a string "
-                               f"({type(part).__name__})")
-            text += part
-        elif kind in ("image", "image_url"):
-            ref = item.get("image") or item.get("image_url")
-            images.append(ref.get("url") if isinstance(ref, dict) else ref)
-            text += IMAGE_PLACEHOLDER
-        else:
-            raise RowError("bad_message", f"{where}: unsupported content item {item!r:.80}")
-    return text, images
-
-
-def _from_chat(messages, where: str) -> tuple[str | None, str, list]:
-    """(system, user text, images) of a chat list; several user turns are joined."""
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise RowError("bad_message", f"{where} is not a list of chat messages")
-    system, user, images = None, [], []
-    for turn in messages:
-        if not isinstance(turn, dict):
-            raise RowError("bad_message", f"{where}: a turn is not an object")
-        role = turn.get("role") or turn.get("from")
-        text, refs = _chat_text(turn.get("content", turn.get("value")), where)
-        if role == "system":
-            system = text.strip() or None
-        elif role in ("user", "human"):
-            user.append(text)
-            images += refs
-    if not user:
-        raise RowError("bad_message", f"{where} has no user turn")
-    return system, "\n".join(user), images
-
-
-def _from_mmeureka(raw: dict, spec: DataSpec) -> RawSample:
-    system, question, refs = _from_chat(raw.get("conversations"), "conversations")
-    return RawSample(question, raw.get("answer"), refs + _as_list(raw.get("image_urls")), system)
-
-
-def _from_openrlhf(raw: dict, spec: DataSpec) -> RawSample:
-    message = raw.get("message")
-    if isinstance(message, str):
-        try:
-            message = json.loads(message)
-        except RecursionError:
-            raise RowError("bad_message", "message is nested too deeply to be read") from None
-        except ValueError as exc:
-            raise RowError("bad_message", f"message is not valid JSON ({exc})") from exc
-    system, question, refs = _from_chat(message, "message")
-    return RawSample(question, raw.get("answer"), refs, system)
-
-
-def _from_verl(raw: dict, spec: DataSpec) -> RawSample:
-    system, question, refs = _from_chat(raw.get("prompt"), "prompt")
-    reward = raw.get("reward_model")
-    truth = reward.get("ground_truth") if isinstance(reward, dict) else None
-    return RawSample(question, truth, refs + _as_list(raw.get("images")), system)
-
-
-@dataclass(frozen=True)
-class Layout:
-    name: str
-    required: tuple[str, ...]  # columns that identify the layout
-    read: object
-
-    def columns(self, spec: DataSpec) -> tuple[str, ...]:
-        return (spec.question_key, spec.answer_key) if self.name in ("easyr1", "hf") \
-            else self.required
-
-
-LAYOUTS = {
-    "mmeureka": Layout("mmeureka", ("conversations", "answer"), _from_mmeureka),
-    "openrlhf": Layout("openrlhf", ("message", "answer"), _from_openrlhf),
-    "verl": Layout("verl", ("prompt", "reward_model"), _from_verl),
-    "easyr1": Layout("easyr1", (), _from_columns),
-    "hf": Layout("hf", (), _from_columns),
-}
-
-
-def detect_layout(first: dict, spec: DataSpec) -> Layout:
-    """The layout named by spec.format, or the one the first row's columns match."""
-    if spec.format != "auto":
-        layout = LAYOUTS[spec.format]
-        missing = [c for c in layout.columns(spec) if c not in first]
-        if missing:
-            raise PoolReadError(f"{spec.path}: missing column(s) {missing} for format "
-                                f"{spec.format}; columns found: {sorted(first)}")
-        return layout
-    found = [n for n in ("mmeureka", "openrlhf", "verl")
-             if all(c in first for c in LAYOUTS[n].required)]
-    if spec.question_key in first and spec.answer_key in first:
-        found.append("easyr1")
-    if len(found) > 1:
-        raise PoolReadError(f"{spec.path}: the columns fit several formats ({', '.join(found)})"
-                            "; pass format (--format) to choose one")
-    if not found:
-        missing = [k for k in (spec.question_key, spec.answer_key) if k not in first]
-        raise PoolReadError(
-            f"{spec.path}: missing column(s) {missing}; columns found: {sorted(first)}. Not "
-            "MM-Eureka (conversations, answer), OpenRLHF-M (message, answer) or verl (prompt, "
-            "reward_model) either: set question_key/answer_key/image_key to map the columns")
-    return LAYOUTS[found[0]]
 
 
 def source_fields(raw: dict) -> tuple[str | None, str | None]:

@@ -8,10 +8,10 @@ from typing import Callable
 
 import polars as pl
 
-from rap_core import engine
+from rap_core.engines import base as engine
 from rap_core.keys import short_hash, weights_fingerprint
 from rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, ModelSpec
-from rap_core.prompts import TEMPLATE_VERSION
+from rap_core.engines.prompts import TEMPLATE_VERSION
 from rap_core.settings import Settings
 from rap_core.tiny_model import ensure_tiny_model
 
@@ -35,7 +35,7 @@ def resolve_model(spec: ModelSpec, settings: Settings,
     elif engine.is_registered(spec.path):
         path = spec.path
     else:
-        from rap_core.checkpoints import model_family
+        from rap_core.engines.checkpoints import model_family
         path = str(Path(spec.path).expanduser().resolve())
         model_family(Path(path))
     fingerprint = (short_hash(path, length=32) if engine.is_registered(path)

@@ -8,6 +8,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from rap_core.errors import ModelLoadError
 
 SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 # files that mark a folder as written by rap (demo_model.META_FILE, tiny_model.MARKER_FILE):
@@ -22,10 +23,6 @@ STOCK_PROCESSORS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLPro
 VIDEO_ONLY_FIELDS = {"do_sample_frames": False, "max_frames": 768, "max_video_tokens": 128000,
                      "min_frames": 4, "return_metadata": False,
                      "video_processor_type": "Qwen2VLVideoProcessor"}
-
-
-class ModelLoadError(ValueError):
-    """The model folder cannot be used by this project."""
 
 
 def model_family(model_dir: Path) -> str:

@@ -11,7 +11,7 @@
 
 Every export also writes `<out>.manifest.json`: format, rows, sha256 of each file, the
 selection run and the pool it came from. Where an export may be written, what it may
-replace, and the write-then-rename: rap_core/outputs.py.
+replace, and the write-then-rename: rap_core/io/outputs.py.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 import polars as pl
 
 from rap_core.keys import sha256_bytes
-from rap_core.outputs import (Claim, OutputError, claim, finish, manifest_record,
+from rap_core.io.outputs import (Claim, OutputError, claim, finish, manifest_record,
                               refuse_forbidden, writing)
-from rap_core.prompts import IMAGE_PLACEHOLDER, count_placeholders
+from rap_core.engines.prompts import IMAGE_PLACEHOLDER, count_placeholders
 
 EXPORT_FORMATS = ("easyr1", "verl", "openrlhf", "hf")
 IMAGE_STRUCT = pl.Struct({"bytes": pl.Binary, "path": pl.String})
@@ -154,7 +154,7 @@ def write_hf(selected: pl.DataFrame, out: Claim) -> list[Path]:
 
 def claim_export(fmt: str, out: Path, data_dir: Path, *, force: bool = False,
                  replaceable=None) -> Claim:
-    """Check the export's target against the output rules (rap_core/outputs.py)."""
+    """Check the export's target against the output rules (rap_core/io/outputs.py)."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r} (one of {', '.join(EXPORT_FORMATS)})")
     out = refuse_forbidden(out, data_dir)

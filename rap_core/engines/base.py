@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from rap_core.params import RolloutSettings
+from rap_core.errors import EngineConfigError
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,6 @@ class SampleError(Exception):
         self.code = code
 
 
-class EngineConfigError(RuntimeError):
-    """The engine itself is misconfigured: fail the run, do not blame samples."""
-
-
 class Engine(Protocol):
     def generate(self, items: list[PromptItem], with_images: bool,
                  rollout: RolloutSettings) -> list[list[Response] | SampleError]:
@@ -66,22 +63,18 @@ def register_engine(prefix: str, loader: EngineLoader) -> None:
 
 
 def is_registered(path: str) -> bool:
-    """Whether path is routed to a registered (non-transformers) engine."""
-    return any(path.startswith(prefix) for prefix in _LOADERS)
-
-
-def _hf_loader(path: str, device: str, dtype: str, system_prompt: str | None) -> Engine:
-    from rap_core.hf_engine import HFEngine
-    return HFEngine(path, device, dtype, system_prompt)
+    """Whether path is routed to a registered engine other than transformers."""
+    return any(prefix and path.startswith(prefix) for prefix in _LOADERS)
 
 
 @functools.lru_cache(maxsize=1)
 def load_engine(path: str, device: str, dtype: str, system_prompt: str | None) -> Engine:
     """Load once per process; tasks pass identifiers, never model objects."""
-    for prefix, loader in _LOADERS.items():
-        if path.startswith(prefix):
-            return loader(path, device, dtype, system_prompt)
-    return _hf_loader(path, device, dtype, system_prompt)
+    # the longest matching prefix wins; "" (the transformers engine) matches every path
+    prefix = max((p for p in _LOADERS if path.startswith(p)), key=len, default=None)
+    if prefix is None:
+        raise EngineConfigError(f"no engine for model path {path!r}")
+    return _LOADERS[prefix](path, device, dtype, system_prompt)
 
 
 def run_isolated(items: list, batch_size: int, call: Callable[[list], list],

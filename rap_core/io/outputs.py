@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rap_core.keys import sha256_file
+from rap_core.errors import OutputError
 
 # What rap itself keeps in the data folder (Settings); an output never lands in or on these.
 PROJECT_ENTRIES = ("rap.duckdb", "rap.duckdb.wal", "rap.duckdb.tmp", "rap.lock", "mlflow.db",
                    "mlartifacts", "models", "images", "prefect", "validation", "experiments")
 WRITTEN_BY = "rap"
-
-
-class OutputError(ValueError):
-    """An output cannot be written where, or as, asked."""
 
 
 def manifest_path(out: Path) -> Path:

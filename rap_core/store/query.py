@@ -3,7 +3,7 @@
 The connection is read-only, with DuckDB's external access switched off and its configuration
 locked (no COPY TO, read_text, read_csv, glob, ATTACH, INSTALL or LOAD), and the text must be
 exactly one SELECT (SHOW, DESCRIBE and SUMMARIZE are SELECTs too). A result wanted as a file
-is written by rap itself (`--out`), under the same rules as exports (rap_core/outputs.py).
+is written by rap itself (`--out`), under the same rules as exports (rap_core/io/outputs.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from rap_core.outputs import OutputError, claim, finish, manifest_record, writing
+from rap_core.io.outputs import OutputError, claim, finish, manifest_record, writing
+from rap_core.errors import QueryRefused
 
 LOCKDOWN = ("SET enable_external_access = false", "SET autoinstall_known_extensions = false",
             "SET autoload_known_extensions = false", "SET lock_configuration = true")
 RESULT_SUFFIXES = (".csv", ".parquet", ".json", ".jsonl")
-
-
-class QueryRefused(ValueError):
-    """The statement is not one read-only SELECT, or reaches outside the store."""
 
 
 def statement_of(text: str) -> str:

@@ -15,25 +15,13 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+from rap_core.errors import StoreDamaged, StoreError
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 SCHEMA_VERSION = "3"
-MIGRATIONS = {"1": ("2", "migrations/v1_to_v2"), "2": ("3", "migrations/v2_to_v3")}  # from: (to, folder of statements)
+MIGRATIONS = {"1": ("2", "migrations/v1_to_v2"),  # from: (to, folder of statements)
+              "2": ("3", "migrations/v2_to_v3")}
 _MIGRATED: set[Path] = set()  # files this process has already brought up to date
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or used as asked."""
-
-
-class StoreDamaged(StoreError):
-    """The store file is damaged (cut short, overwritten, unreadable blocks)."""
-
-    def __init__(self, path: Path, detail: str):
-        super().__init__(
-            f"the store {path} is damaged: {detail}. Restore it from a backup, or move it "
-            f"aside (mv {path} {path}.damaged) and run `rap select` again to recompute its "
-            "facts")
 
 
 # DuckDB's file: three 4 KiB headers, then blocks; block n starts at 12 KiB + n * block size.
@@ -192,7 +180,7 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             if "lock" not in str(exc).lower():
                 raise StoreError(f"cannot open {path}: {exc}") from exc
             if time.monotonic() >= deadline:
-                from rap_core.lock import describe, holder
+                from rap_core.store.lock import describe, holder
                 raise StoreError(
                     f"{path} is in use by another process ({describe(holder(path.parent))} "
                     f"holds the run lock) and stayed so for {LOCK_WAIT_S[read_only]:.0f} s; "

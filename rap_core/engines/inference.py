@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from rap_core.engine import Engine, PromptItem, SampleError, run_isolated
+from rap_core.engines.base import Engine, PromptItem, SampleError, run_isolated
 from rap_core.grading import grade
 from rap_core.params import RolloutSettings
 

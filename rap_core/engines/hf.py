@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList
 
-from rap_core.ace import column_log_sums, reduce_heads
-from rap_core.engine import EngineConfigError, PromptItem, Response, SampleError
-from rap_core.hf_loading import load_model_and_processor
+from rap_core.engines.attention_stats import column_log_sums, reduce_heads
+from rap_core.engines.base import EngineConfigError, PromptItem, Response, SampleError
+from rap_core.engines.hf_loading import load_model_and_processor
 from rap_core.params import RolloutSettings
-from rap_core.images import load_rgb
-from rap_core.prompts import build_messages
-from rap_core.sampling import PerRowSampler, rollout_seed
+from rap_core.io.images import load_rgb
+from rap_core.engines.prompts import build_messages
+from rap_core.engines.sampling import PerRowSampler, rollout_seed
 
 
 def _load_images(paths: tuple[str, ...], max_pixels: int | None = None):
@@ -169,5 +169,5 @@ class HFEngine:
             hook.remove()
         if kept.get("w") is None:
             raise EngineConfigError("final layer returned no attention weights (load the "
-                                    "model with rap_core.attention's implementation)")
+                                    "model with rap_core.engines.attention's implementation)")
         return kept["w"].cpu()

@@ -12,10 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from rap_core.params import EASY_VQA_DEFAULT_ROWS
-
-
-class PoolReadError(ValueError):
-    """The pool as a whole cannot be read (missing file, unknown format, missing column)."""
+from rap_core.errors import PoolReadError
 
 
 def easy_vqa_rows(limit: int | None):
