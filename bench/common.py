@@ -44,7 +44,7 @@ def _cell(v) -> str:
 def model_path(name: str, work: Path) -> str:
     """builtin:easy-vqa-vlm (trained demo model, trained once into ./rap_data/models if
     missing) or a folder; work holds the MLflow record of a training."""
-    from rap_core.engines.models import resolve_model
+    from rap_core.models import resolve_model
     from rap_core.params import ModelSpec
     from rap_core.settings import Settings
     settings = Settings(data_dir=Path("rap_data").resolve(),

@@ -91,7 +91,7 @@ def bucketing(engine, items, rollout, n: int) -> None:
 
 def dtypes(path: str, items, rollout, n: int) -> None:
     from rap_core.engines.base import load_engine
-    from rap_core.engines.models import resolve_dtype
+    from rap_core.models import resolve_dtype
     rows = []
     for dtype in ("float32", "bfloat16"):
         engine = load_engine(path, "cpu", dtype, None)

@@ -331,7 +331,7 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
     from flows.server import ServerError
     from rap_core.engines.checkpoints import ModelLoadError
     from rap_core.store import StoreDamaged, damage_detail, damage_in
-    from tasks.ray_runner import RunnerError
+    from rap_core.errors import RunnerError
     if isinstance(exc, duckdb.Error) and damage_in(exc):
         return _fail(StoreDamaged(settings.duckdb_path, damage_detail(exc)))
     if isinstance(exc, (duckdb.Error, ModelLoadError, ServerError, RunnerError)):
@@ -347,7 +347,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "runs":
         print(run_query(settings, RUNS_SQL, 1000))
     elif args.command == "compare":
-        from rap_core.store.compare import compare_runs, format_comparison
+        from rap_core.compare import compare_runs, format_comparison
         from rap_core.store import open_store
         with open_store(settings.duckdb_path, read_only=True) as store:
             print(format_comparison(compare_runs(store, args.run_a, args.run_b), args.max_rows))

@@ -15,7 +15,6 @@ described, so the Prefect UI shows a form and a deployment refuses bad values at
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import time
 import uuid
@@ -28,9 +27,8 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
                                update_progress_artifact)
 
 from flows.report import selection_markdown
-from rap_core.engines.base import EngineConfigError
+from flows.runners import shard_runner
 from rap_core.estimators import plan as method_plan
-from rap_core.engines.inference import failed_shard
 from rap_core.params import (FLOW_PARAMETERS, RapParams, flat_params, flow_parameter_fields,
                              params_from_flat)
 from rap_core.store.lock import RunLock
@@ -40,7 +38,6 @@ from rap_core.store import open_store
 from tasks.estimate import apply_filters, estimate_difficulty, replacement
 from tasks.inference import attention_extraction, multimodal_inference, text_only_inference
 from tasks.ingest import ingest, register_model
-from tasks.ray_runner import ray_task_runner, submit_shards
 from tasks.selection import export_selection, track, write_selection
 from tasks.store import missing_attention, missing_rollouts, write_facts
 
@@ -93,45 +90,14 @@ def _shards(frame: pl.DataFrame, size: int):
     return [frame.slice(i, size) for i in range(0, frame.height, size)]
 
 
-STAGES = {"text-only": "text_only", "multimodal": "multimodal", "attention": "attention"}
-
-
-def _shard_results(name, task_fn, shards, params, model, progress, runner, **kwargs):
-    """Each shard's ShardResult in order: run here one after the other, or on Ray, where
-    all are submitted at once and a shard that keeps failing becomes errors."""
-    if runner is None:
-        done = 0
-        for number, shard in enumerate(shards, 1):
-            def report(in_shard: int, _total: int, before=done) -> None:
-                progress.update(name, before + in_shard)
-            yield task_fn.with_options(task_run_name=f"{task_fn.name} {number}/{len(shards)}")(
-                shard, model, params.model, batch_size=params.batch_size, report=report,
-                **kwargs)
-            done += shard.height
-        return
-    futures = submit_shards(runner, task_fn, shards, params.runner, model=model,
-                            spec=params.model, batch_size=params.batch_size, **kwargs)
-    for number, (shard, future) in enumerate(zip(shards, futures), 1):
-        try:
-            yield future.result()
-        except EngineConfigError:
-            raise
-        except Exception as exc:  # the worker kept dying or the task kept raising
-            message = f"{task_fn.name} {number}/{len(shards)} failed: {type(exc).__name__}: {exc}"
-            get_run_logger().error("%s; its %d samples are marked as errors", message,
-                                   shard.height)
-            yield failed_shard(shard, STAGES[name], model.model_key, kwargs["fact_key"],
-                               message)
-
-
-def _run_phase(name, task_fn, table, todo, params, settings, model, progress, runner=None,
+def _run_phase(name, task_fn, table, todo, params, settings, model, progress, runner,
                **kwargs) -> dict:
     """Run task_fn shard by shard, storing each shard as soon as it is done; returns the
     seconds spent in engine calls and in DuckDB writes."""
     log, done, start = get_run_logger(), 0, time.monotonic()
     spent = {"engine_s": 0.0, "write_s": 0.0}
     shards = _shards(todo, params.shard_size)
-    results = _shard_results(name, task_fn, shards, params, model, progress, runner, **kwargs)
+    results = runner.results(name, task_fn, shards, params, model, progress, **kwargs)
     for shard, result in zip(shards, results):
         written = time.perf_counter()
         write_facts(settings, table, result)
@@ -172,8 +138,7 @@ def _infer_missing(params: RapParams, settings: Settings, keys: dict, model,
     if not any(estimate.values()):
         return set()
     progress = InferenceProgress(estimate)
-    with (ray_task_runner(params.runner) if params.runner.kind == "ray"
-          else contextlib.nullcontext()) as runner:
+    with shard_runner(params.runner) as runner:
         return _infer_phases(params, settings, keys, model, timings, first, plans, progress,
                              runner)
 

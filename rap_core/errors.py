@@ -42,3 +42,7 @@ class OutputError(ValueError):
 
 class PoolReadError(ValueError):
     """The pool as a whole cannot be read (missing file, unknown format, missing column)."""
+
+
+class RunnerError(RuntimeError):
+    """The Ray runner cannot be used (extra not installed, cluster unreachable)."""

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rap_core.engines.prompts import build_messages
+from rap_core.io.prompts import build_messages
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def test_commands_that_load_no_model_import_neither_torch_nor_transformers(tiny_
     import subprocess
     import sys
     code = ("import sys; import flows.cli, flows.rap, rap_core.demo_model\n"
-            "from rap_core.engines.models import resolve_model\n"
+            "from rap_core.models import resolve_model\n"
             "from rap_core.params import ModelSpec\nfrom rap_core.settings import Settings\n"
             f"resolve_model(ModelSpec(path={str(tiny_model_dir)!r}), Settings.from_env())\n"
             "flows.cli.main(['runs'])\n"
@@ -98,7 +98,7 @@ def test_runner_flags_and_the_missing_ray_extra(monkeypatch, capsys):
     import sys
 
     from rap_core.params import RunnerSpec
-    from tasks.ray_runner import RunnerError, ray_task_runner
+    from flows.runners import RunnerError, ray_task_runner
     args = cli.build_parser().parse_args(["select", "--runner", "ray", "--ray-address",
                                           "ray://head:10001", "--ray-num-gpus", "0.5"])
     runner = cli.params_from_args(args).runner

@@ -9,7 +9,7 @@ from rap_core.engines.base import EngineConfigError, PromptItem, SampleError, ru
 from rap_core.engines.hf import HFEngine
 from rap_core.engines.inference import infer_attention, infer_rollouts, run_bucketed
 from rap_core.params import DataSpec, RolloutSettings
-from rap_core.engines.prompts import build_messages
+from rap_core.io.prompts import build_messages
 from rap_core.io.readers import read_pool
 
 ROLLOUT = RolloutSettings(m=3, max_new_tokens=12)

@@ -15,7 +15,7 @@ from conftest import write_png
 from rap_core.engines.checkpoints import (DEMO_MARKER, STOCK_PROCESSORS, TINY_MARKER,
                                   VIDEO_ONLY_FIELDS)
 from rap_core.engines.hf_loading import FAMILIES, load_model_and_processor
-from rap_core.engines.prompts import build_messages
+from rap_core.io.prompts import build_messages
 from rap_core.tiny_model import TINY_MODEL_VERSION
 
 STOCK = "Qwen2VLProcessor"
@@ -111,7 +111,7 @@ def test_raps_loader_gives_the_same_processor_outputs_as_with_the_old_files(tiny
 def test_an_old_tiny_model_folder_is_upgraded_in_place_with_the_same_model_key(
         tiny_model_dir, settings):
     from rap_core.keys import weights_fingerprint
-    from rap_core.engines.models import resolve_model
+    from rap_core.models import resolve_model
     from rap_core.params import BUILTIN_RANDOM_MODEL, ModelSpec
     folder = _old_layout(tiny_model_dir, settings.models_dir / tiny_model_dir.name)
     fingerprint = weights_fingerprint(folder)
@@ -142,7 +142,7 @@ def test_an_old_demo_model_folder_is_upgraded_on_load(tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("layout", ["old", "current"])
 def test_a_users_folder_is_never_modified(tiny_model_dir, settings, tmp_path, layout):
-    from rap_core.engines.models import resolve_model
+    from rap_core.models import resolve_model
     from rap_core.params import ModelSpec
     if layout == "old":
         folder = _old_layout(tiny_model_dir, tmp_path / "user")

@@ -13,7 +13,7 @@ from rap_core.engines.base import EngineConfigError, PromptItem, Response, Sampl
 from rap_core.engines.hf_loading import load_model_and_processor
 from rap_core.params import RolloutSettings
 from rap_core.io.images import load_rgb
-from rap_core.engines.prompts import build_messages
+from rap_core.io.prompts import build_messages
 from rap_core.engines.sampling import PerRowSampler, rollout_seed
 
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rap_core.engines.prompts import count_placeholders
+from rap_core.io.prompts import count_placeholders
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rap_core.params import EASY_VQA_DEFAULT_ROWS
+from rap_core.io.spec import EASY_VQA_DEFAULT_ROWS
 from rap_core.errors import PoolReadError
 
 

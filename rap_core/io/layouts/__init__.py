@@ -9,7 +9,7 @@ from rap_core.io.layouts.columns import EASYR1, HF
 from rap_core.io.layouts.mmeureka import MMEUREKA
 from rap_core.io.layouts.openrlhf import OPENRLHF
 from rap_core.io.layouts.verl import VERL
-from rap_core.params import DataSpec
+from rap_core.io.spec import DataSpec
 
 LAYOUTS = {layout.name: layout for layout in (MMEUREKA, OPENRLHF, VERL, EASYR1, HF)}
 __all__ = ["LAYOUTS", "Layout", "RawSample", "as_list", "detect_layout"]

@@ -3,7 +3,7 @@ the text with <image> placeholders in place of image items, and the image refere
 
 from __future__ import annotations
 
-from rap_core.engines.prompts import IMAGE_PLACEHOLDER
+from rap_core.io.prompts import IMAGE_PLACEHOLDER
 from rap_core.io.pool_images import RowError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rap_core.io.layouts.base import Layout, RawSample, as_list
 from rap_core.io.layouts.chat import from_chat
-from rap_core.params import DataSpec
+from rap_core.io.spec import DataSpec
 
 
 def read(raw: dict, spec: DataSpec) -> RawSample:

@@ -11,7 +11,7 @@ import polars as pl
 from rap_core.engines import base as engine
 from rap_core.keys import short_hash, weights_fingerprint
 from rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, ModelSpec
-from rap_core.engines.prompts import TEMPLATE_VERSION
+from rap_core.io.prompts import TEMPLATE_VERSION
 from rap_core.settings import Settings
 from rap_core.tiny_model import ensure_tiny_model
 
