@@ -29,8 +29,8 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from flows.report import selection_markdown
 from flows.runners import shard_runner
 from rap_core.estimators import plan as method_plan
-from rap_core.params import (FLOW_PARAMETERS, RapParams, flat_params, flow_parameter_fields,
-                             params_from_flat)
+from rap_core.params import (FLOW_PARAMETERS, FactKeys, RapParams, flat_params,
+                             flow_parameter_fields, params_from_flat)
 from rap_core.store.lock import RunLock
 from rap_core.store.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
@@ -111,13 +111,13 @@ def _run_phase(name, task_fn, table, todo, params, settings, model, progress, ru
     return spent
 
 
-def _infer_missing(params: RapParams, settings: Settings, keys: dict, model,
+def _infer_missing(params: RapParams, settings: Settings, keys: FactKeys, model,
                    timings: dict) -> set[str]:
     """Infer only the facts DuckDB lacks; returns the ids of samples that needed inference
     and puts each phase's wall, engine and DuckDB-write seconds in timings."""
-    where = dict(settings=settings, pool_id=keys["pool_id"], model_key=keys["model_key"],
-                 settings_key=keys["settings_key"])
-    attention = dict(ace_key=keys["ace_key"], response_choice=params.ace.response, **where)
+    where = dict(settings=settings, pool_id=keys.pool_id, model_key=keys.model_key,
+                 settings_key=keys.settings_key)
+    attention = dict(ace_key=keys.ace_key, response_choice=params.ace.response, **where)
     plans = {"text-only": lambda: missing_rollouts(condition="text", **where),
              "multimodal": lambda: missing_rollouts(condition="mm", **where),
              "attention": lambda: missing_attention(**attention)}
@@ -155,9 +155,9 @@ def _infer_phases(params, settings, keys, model, timings, first, plans, progress
         todo = first[name] if name in first else plans[name]()
         progress.set_todo(name, todo.height)
         inferred |= set(todo["sample_id"])
-        options = (dict(head_reduce=params.ace.head_reduce, fact_key=keys["ace_key"])
+        options = (dict(head_reduce=params.ace.head_reduce, fact_key=keys.ace_key)
                    if name == "attention" else
-                   dict(rollout=params.rollout, fact_key=keys["settings_key"]))
+                   dict(rollout=params.rollout, fact_key=keys.settings_key))
         start = time.perf_counter()
         spent = _run_phase(name, task_fn, table, todo, params, settings, model, progress,
                            runner, **options)
@@ -171,12 +171,14 @@ def _base_run(settings: Settings, run_id: str | None) -> dict:
         return store.selection_run(run_id, "retune")
 
 
-def _run_record(params: RapParams, keys: dict, n_rows: int, inferred: int, stored: int) -> dict:
+def _run_record(params: RapParams, keys: FactKeys, n_rows: int, inferred: int,
+                stored: int) -> dict:
     th, resolved = params.thresholds, method_plan(params.method)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return {"run_id": f"{stamp}-{uuid.uuid4().hex[:6]}", "mode": params.mode,
             "base_run": params.base_run, "method": params.method, "stages": resolved.stages,
-            "rebalancer": resolved.rebalancer.name if resolved.rebalancer else None, **keys,
+            "rebalancer": resolved.rebalancer.name if resolved.rebalancer else None,
+            **keys.model_dump(),
             **th.model_dump(include=set(LEGACY_THRESHOLDS)),
             "drm_k": str(th.drm_k), "params": params.model_dump_json(),
             "samples_inferred": inferred, "samples_stored": stored, "n_rows": n_rows,
@@ -185,12 +187,12 @@ def _run_record(params: RapParams, keys: dict, n_rows: int, inferred: int, store
 
 
 def _prepare_select(params: RapParams, settings: Settings, timings: dict
-                    ) -> tuple[dict, int, int, float]:
+                    ) -> tuple[FactKeys, int, int, float]:
     pool = ingest(params.data, settings)
     model = register_model(params.model, params.rollout, params.ace, settings)
     settings_key = params.rollout.key()
-    keys = {"pool_id": pool.pool_id, "model_key": model.model_key,
-            "settings_key": settings_key, "ace_key": params.ace.key(settings_key)}
+    keys = FactKeys(pool_id=pool.pool_id, model_key=model.model_key,
+                    settings_key=settings_key, ace_key=params.ace.key(settings_key))
     start = time.perf_counter()
     inferred = _infer_missing(params, settings, keys, model, timings)
     seconds = time.perf_counter() - start
@@ -199,7 +201,7 @@ def _prepare_select(params: RapParams, settings: Settings, timings: dict
 
 
 def _prepare_retune(params: RapParams, settings: Settings, _timings: dict
-                    ) -> tuple[dict, int, int, float]:
+                    ) -> tuple[FactKeys, int, int, float]:
     given, default = flat_params(params), flat_params(RapParams())
     ignored = [name for name, (group, _) in FLOW_PARAMETERS.items()
                if group in ("data", "model", "rollout", "ace", "runner")
@@ -209,7 +211,7 @@ def _prepare_retune(params: RapParams, settings: Settings, _timings: dict
                                  "its model and settings", ", ".join(ignored))
     base = _base_run(settings, params.base_run)
     params.base_run = base["run_id"]
-    keys = {k: base[k] for k in ("pool_id", "model_key", "settings_key", "ace_key")}
+    keys = FactKeys.model_validate({k: base[k] for k in FactKeys.model_fields})
     return keys, 0, base["samples_inferred"] + base["samples_stored"], 0.0
 
 
@@ -229,11 +231,11 @@ def _select(params: RapParams, settings: Settings) -> dict:
     th = params.thresholds
     inputs = estimate_difficulty(settings, keys, th, params.method)
     decisions = replacement(apply_filters(inputs, th, params.method), th, params.method,
-                            settings, keys["pool_id"])
+                            settings, keys.pool_id)
     run = _run_record(params, keys, inputs.height, inferred, stored)
     run["n_selected"] = int((decisions["state"] == "selected").sum())
     result = write_selection(settings, run, decisions)
-    export_path = (export_selection(settings, run["run_id"], keys["pool_id"])
+    export_path = (export_selection(settings, run["run_id"], keys.pool_id)
                    if params.export else None)
     mlflow_id = (track(settings, run, params.model_dump(), result, decisions, export_path)
                  if params.track else None)
@@ -244,7 +246,7 @@ def _select(params: RapParams, settings: Settings) -> dict:
                "inference_phases": phases,
                "duckdb_path": str(settings.duckdb_path),
                "export_path": export_path, "mlflow_run_id": mlflow_id,
-               "tracking_failed": params.track and mlflow_id is None, **keys}
+               "tracking_failed": params.track and mlflow_id is None, **keys.model_dump()}
     _shown_only(create_markdown_artifact,
                 selection_markdown(summary, settings.mlflow_tracking_uri), key="rap-selection",
                 description=f"RAP {params.mode} run {run['run_id']}: {run['n_selected']} "

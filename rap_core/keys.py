@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from pydantic import BaseModel
+
 
 def short_hash(*parts, length: int = 16) -> str:
     """A stable hex digest of JSON-serialisable parts."""
@@ -60,3 +62,17 @@ def weights_fingerprint(model_dir: Path, cache_file: Path | None = None) -> str:
         tmp.write_text(json.dumps(cache))
         os.replace(tmp, cache_file)
     return digest
+
+
+class FactKeys(BaseModel):
+    """Which stored facts a selection reads: the pool, and the keys of the model, the rollout
+    settings and the attention pass (rap_core/keys.py). Passed between the flow's steps."""
+
+    pool_id: str
+    model_key: str
+    settings_key: str
+    ace_key: str
+
+    def facts(self) -> dict[str, str]:
+        """The fact keys alone, as bound SQL parameters."""
+        return self.model_dump(exclude={"pool_id"})

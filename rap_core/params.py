@@ -18,7 +18,7 @@ from rap_core.estimators.pass_band import PassBandThresholds
 from rap_core.estimators.random_subset import RandomThresholds
 from rap_core.grading import GRADER_VERSION
 from rap_core.io.spec import BUILTIN_DATA, EASY_VQA_DEFAULT_ROWS, DataSpec  # noqa: F401
-from rap_core.keys import short_hash
+from rap_core.keys import FactKeys, short_hash  # noqa: F401
 
 BUILTIN_MODEL = "builtin:easy-vqa-vlm"  # trained on easy-VQA by this project (demo_model.py)
 BUILTIN_RANDOM_MODEL = "builtin:tiny-qwen2-vl"  # same architecture, random weights

@@ -9,13 +9,13 @@ from prefect.cache_policies import NO_CACHE
 from rap_core.estimators import Context, plan
 from rap_core.estimators.select import filter_rows, rebalance
 from rap_core.estimators.stored import selection_inputs
-from rap_core.params import Thresholds
+from rap_core.params import FactKeys, Thresholds
 from rap_core.settings import Settings
 from rap_core.store import StoreError, open_store
 
 
 @task(name="estimate-difficulty", cache_policy=NO_CACHE)
-def estimate_difficulty(settings: Settings, keys: dict, th: Thresholds,
+def estimate_difficulty(settings: Settings, keys: FactKeys, th: Thresholds,
                         method: str = "rap") -> pl.DataFrame:
     """Per pool row: the stored facts and the scores each filter of the method reads."""
     with open_store(settings.duckdb_path) as store:

@@ -9,6 +9,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from rap_core.estimators.base import Plan, thresholds_for
+from rap_core.keys import FactKeys
 from rap_core.store import Store, StoreError
 
 _PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
@@ -26,14 +27,12 @@ def source_frame(store: Store, source: str, keys: dict, thresholds: BaseModel) -
     return store.con.sql(source, params={n: values[n] for n in names}).pl()
 
 
-def selection_inputs(store: Store, plan: Plan, keys: dict, th: BaseModel) -> pl.DataFrame:
+def selection_inputs(store: Store, plan: Plan, keys: FactKeys, th: BaseModel) -> pl.DataFrame:
     """Per pool row: ingest status, inference errors, which facts are stored, and the score
     columns of each filter of the method (a column already there is not joined again)."""
-    base_keys = {k: keys[k] for k in ("pool_id", "model_key", "settings_key", "ace_key")}
-    frame = store.query("queries/selection_base", **base_keys)
-    fact_keys = {k: v for k, v in base_keys.items() if k != "pool_id"}
+    frame = store.query("queries/selection_base", **keys.model_dump())
     for f in plan.filters:
-        scores = source_frame(store, f.source, fact_keys, thresholds_for(f.thresholds, th))
+        scores = source_frame(store, f.source, keys.facts(), thresholds_for(f.thresholds, th))
         new = [c for c in scores.columns if c == "sample_id" or c not in frame.columns]
         frame = frame.join(scores.select(new).unique("sample_id", keep="first"),
                            on="sample_id", how="left", maintain_order="left")
