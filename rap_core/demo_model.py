@@ -3,7 +3,13 @@
 Random init from a seed, then supervised training on the train split with a share of
 text-only examples (so the text-only condition reflects a learned language prior) and a
 share of questions whose text states the answer (a prior to exploit). Same recipe, same
-weights. Built on first use into the data folder and cached there.
+weights. The recipe, and which folder the default model is, are in demo_recipe.py: the
+weights trained by the current recipe ship with rap, so it is trained here only by `rap
+demo-model --retrain` (into the data folder), or when the shipped files do not match the
+recipe. After changing the recipe, regenerate the shipped files (a test fails until then):
+
+    python -m rap_core.demo_model               # trains by the recipe (~4.5 min on 2 cores)
+    python -m rap_core.demo_model --from DIR    # or ships a folder trained by it already
 """
 
 from __future__ import annotations
@@ -12,57 +18,22 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from rap_core.checkpoints import DEMO_MARKER, upgrade_rap_folder, write_stock_processor_files
+from rap_core.demo_recipe import (DEMO_MODEL_VERSION, META_FILE, SHIPPED_DIR, Recipe,
+                                  demo_model_dir, file_hashes, locate_demo_model, read_meta,
+                                  recipe_hash, shipped_problem)
 from rap_core.easy_vqa_data import (COLORS, SHAPES, TRAIN_HINTS, Question, image_facts,
                                     load_split, response, stated_fact, with_hint)
-from rap_core.keys import short_hash
+from rap_core.engines.checkpoints import upgrade_rap_folder, write_stock_processor_files
+from rap_core.errors import ModelLoadError
 
-DEMO_MODEL_VERSION = "easy-vqa-demo-v1"
-META_FILE = DEMO_MARKER
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that decides the demo model's weights."""
-
-    seed: int = 0
-    vision_steps: int = 1800  # stage 1: the vision tower learns colour and shape
-    vision_lr: float = 2e-3
-    steps: int = 650  # stage 2: the whole model learns to answer
-    batch_size: int = 32
-    lr: float = 1e-3
-    text_only_share: float = 0.2
-    # share of questions that state their answer, among text-only / with-image examples:
-    # reading them is learned where the image cannot tell
-    hint_share_text_only: float = 0.5
-    hint_share_image: float = 0.1
-    hidden_size: int = 128
-    layers: int = 4
-    vision_depth: int = 2
-    vision_width: int = 64
-    image_side: int = 56  # easy-VQA's 64 px images are resized to this
-    patch_size: int = 7
-    threads: int = 2  # the thread count changes float sums: fixed, for the same weights
-
-    def text_config(self) -> dict:
-        head_dim = self.hidden_size // 4
-        third = head_dim // 8
-        return dict(hidden_size=self.hidden_size, intermediate_size=self.hidden_size * 3,
-                    num_hidden_layers=self.layers, num_attention_heads=4,
-                    num_key_value_heads=2,
-                    rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                     "mrope_section": [head_dim // 2 - 2 * third, third, third]})
-
-    def vision_config(self) -> dict:
-        return dict(depth=self.vision_depth, embed_dim=self.vision_width,
-                    hidden_size=self.hidden_size, patch_size=self.patch_size)
-
+__all__ = ["DEMO_MODEL_VERSION", "META_FILE", "Recipe", "demo_model_dir", "read_meta",
+           "obtain_demo_model", "train_demo_model"]
 
 def training_examples(questions: list[Question], recipe: Recipe,
                       seed: int | None = None) -> list:
@@ -169,9 +140,9 @@ def evaluate_on_test_split(model, processor, n: int = 1000, seed: int = 0) -> di
 
 def greedy_accuracy(model, processor, questions: list[Question], with_images: bool,
                     batch_size: int = 64) -> float:
-    from rap_core.engine import PromptItem
+    from rap_core.engines.base import PromptItem
     from rap_core.grading import grade
-    from rap_core.hf_engine import HFEngine
+    from rap_core.engines.hf import HFEngine
     from rap_core.params import RolloutSettings
     processor.tokenizer.padding_side = "left"
     engine = HFEngine.from_loaded(model, processor)
@@ -183,16 +154,6 @@ def greedy_accuracy(model, processor, questions: list[Question], with_images: bo
         for q, responses in zip(chunk, engine.generate(items, with_images, rollout)):
             correct += grade(q.answer, responses[0].text)[1]
     return correct / max(1, len(questions))
-
-
-def demo_model_dir(models_dir: Path, recipe: Recipe = Recipe()) -> Path:
-    """One folder per recipe: a changed recipe never reuses another recipe's weights."""
-    return Path(models_dir) / f"{DEMO_MODEL_VERSION}-{short_hash(asdict(recipe), length=10)}"
-
-
-def read_meta(model_dir: Path) -> dict | None:
-    path = Path(model_dir) / META_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def progress_reporter(emit: Callable[[str], None], every: float = 0.1):
@@ -215,19 +176,6 @@ def progress_reporter(emit: Callable[[str], None], every: float = 0.1):
     return report
 
 
-def ensure_demo_model(models_dir: Path, retrain: bool = False, seed: int = 0,
-                      progress: Callable[[str, int, int, float], None] | None = None
-                      ) -> tuple[Path, dict | None]:
-    """The cached demo model folder, trained on first use (or again when retrain);
-    with the training metadata when it was trained by this call."""
-    recipe = Recipe(seed=seed)
-    target = demo_model_dir(models_dir, recipe)
-    if not retrain and read_meta(target) is not None:
-        upgrade_rap_folder(target)  # one saved by an older version: no retraining for that
-        return target, None
-    return target, train_demo_model(target, recipe, progress=progress)
-
-
 def log_demo_model(settings, model_dir: Path, meta: dict) -> str:
     """Record a training of the demo model (recipe, test accuracy, loss curve) in MLflow."""
     from rap_core.tracking import log_record
@@ -246,19 +194,69 @@ def log_demo_model(settings, model_dir: Path, meta: dict) -> str:
         artifacts={META_FILE: json.dumps(meta, indent=2)})
 
 
-def obtain_demo_model(settings, log: Callable[[str], None], retrain: bool = False
+def obtain_demo_model(settings, log: Callable[[str], None], retrain: bool = False,
+                      recipe: Recipe = Recipe(), evaluate_on: int = 1000
                       ) -> tuple[Path, dict | None]:
-    """ensure_demo_model with progress lines to `log`; a fresh training is summarised and
-    recorded in MLflow (a failed record is reported, the model is still used)."""
-    target, trained = ensure_demo_model(settings.models_dir, retrain=retrain,
-                                        progress=progress_reporter(log))
-    if trained:
-        acc = trained["test_accuracy"]
-        log(f"demo model trained in {trained['seconds']:.0f} s -> {target}; easy-VQA test "
-            f"accuracy {acc['with_image']:.1%} with the image, {acc['text_only']:.1%} "
-            f"text only ({acc['questions']} questions, greedy)")
+    """The demo model's folder as locate_demo_model finds it, else (or when retrain) trained
+    by `recipe` into the data folder, which is then used from then on. A training is logged
+    to `log` as it goes, summarised and recorded in MLflow (a failed record is reported, the
+    model is still used)."""
+    if not retrain:
         try:
-            log_demo_model(settings, target, trained)
-        except Exception as exc:  # the record can be made again with --retrain
-            log(f"MLflow logging of the demo model failed: {exc}")
+            path, note = locate_demo_model(settings.models_dir, recipe)
+        except ModelLoadError as exc:
+            log(f"demo model: {exc}; training it by the current recipe now")
+        else:
+            if note:
+                log(note)
+                upgrade_rap_folder(path)  # one saved by an older version: no retraining for that
+            return path, None
+    target = demo_model_dir(settings.models_dir, recipe)
+    trained = train_demo_model(target, recipe, progress=progress_reporter(log),
+                               evaluate_on=evaluate_on)
+    acc = trained["test_accuracy"]
+    log(f"demo model trained in {trained['seconds']:.0f} s -> {target}; easy-VQA test "
+        f"accuracy {acc['with_image']:.1%} with the image, {acc['text_only']:.1%} "
+        f"text only ({acc['questions']} questions, greedy); rap uses this folder from now on, "
+        f"not the weights shipped with rap (remove it to use those)")
+    try:
+        log_demo_model(settings, target, trained)
+    except Exception as exc:  # the record can be made again with --retrain
+        log(f"MLflow logging of the demo model failed: {exc}")
     return target, trained
+
+
+def ship(trained: Path, folder: Path = SHIPPED_DIR) -> Path:
+    """Copy a folder trained by the current recipe to the shipped folder, with the `shipped`
+    record (recipe hash, sha256 of each file) that demo_recipe.shipped_problem checks."""
+    meta = read_meta(trained)
+    if meta is None or meta["recipe"] != asdict(Recipe()):
+        raise SystemExit(f"{trained} was not trained by the current recipe")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(trained, folder)
+    for path in folder.iterdir():
+        path.chmod(0o644)  # installed for every user (save_pretrained writes weights 0600)
+    meta["shipped"] = {"recipe_hash": recipe_hash(), "files": file_hashes(folder)}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Regenerate the shipped demo model (see the module docstring)."""
+    import argparse
+    import tempfile
+    parser = argparse.ArgumentParser(prog="python -m rap_core.demo_model",
+                                     description="regenerate the shipped demo model")
+    parser.add_argument("--from", dest="source", type=Path,
+                        help="a folder trained by the current recipe (default: train one now)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.source or Path(tmp) / DEMO_MODEL_VERSION
+        if args.source is None:
+            train_demo_model(source, Recipe(), progress=progress_reporter(print))
+        print(f"shipped: {ship(source)}")
+    print(shipped_problem() or "it matches the current recipe")
+
+
+if __name__ == "__main__":
+    main()

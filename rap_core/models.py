@@ -26,8 +26,8 @@ class ResolvedModel:
 
 def resolve_model(spec: ModelSpec, settings: Settings,
                   log: Callable[[str], None] = print) -> ResolvedModel:
-    """Build (or train) the embedded model if asked for; fingerprint the weights; derive
-    the key. `log` receives progress lines while the demo model trains."""
+    """Find (or build) the embedded model if asked for; fingerprint the weights; derive
+    the key. `log` receives a line when the demo model is not the shipped one."""
     if spec.path == BUILTIN_MODEL:
         path = str(_demo_model(settings, log))
     elif spec.path == BUILTIN_RANDOM_MODEL:
@@ -69,8 +69,13 @@ def _cpu_has_bf16() -> bool:
 
 
 def _demo_model(settings: Settings, log: Callable[[str], None]) -> Path:
-    from rap_core.demo_model import obtain_demo_model
-    return obtain_demo_model(settings, log)[0]
+    """The shipped weights, or the ones `rap demo-model --retrain` left in the data folder
+    (said in `log`); never trains."""
+    from rap_core.demo_recipe import locate_demo_model
+    path, note = locate_demo_model(settings.models_dir)
+    if note:
+        log(note)
+    return path
 
 
 def model_row(model: ResolvedModel, spec: ModelSpec) -> pl.DataFrame:

@@ -1,5 +1,5 @@
-"""Shared fixtures: one Prefect test server per session, one tiny model per session,
-and a fresh data folder (DuckDB + MLflow) per test."""
+"""Shared fixtures: one Prefect test server per session, one tiny model per session, the
+shipped demo model, and a fresh data folder (DuckDB + MLflow) per test."""
 
 from __future__ import annotations
 
@@ -24,22 +24,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_training(tmp_path_factory):
-    """The demo model trained by its real recipe (about 4 minutes on 2 cores), as on first
-    use: progress lines, then the record in its own MLflow store. (settings, path, lines)"""
-    from rap_core.demo_model import obtain_demo_model
-    from rap_core.settings import Settings
-    root = tmp_path_factory.mktemp("demo")
-    settings = Settings(data_dir=root, mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    lines: list[str] = []
-    path, trained = obtain_demo_model(settings, lines.append)
-    assert trained is not None
-    return settings, path, lines
-
-
-@pytest.fixture(scope="session")
-def demo_model_dir(demo_training) -> Path:
-    return demo_training[1]
+def demo_model_dir() -> Path:
+    """The demo model's weights as shipped with rap (rap_core/demo/), checked against the
+    current recipe: builtin:easy-vqa-vlm with no model trained in the data folder."""
+    from rap_core.demo_recipe import SHIPPED_DIR, shipped_problem
+    problem = shipped_problem()
+    assert problem is None, problem
+    return SHIPPED_DIR
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,9 @@ from rap_core.store import open_store
 
 pytestmark = pytest.mark.crash
 RAP = str(Path(sys.executable).with_name("rap"))
-M, SHARD, ROWS = 2, 4, 32
+# 4 shards per phase: a kill after the 2nd text-only shard (or the 1st of the others) lands
+# with shards still to go; every run pays a Prefect task and a transaction per shard
+M, SHARD, ROWS = 2, 4, 16
 
 
 def _env(data: Path) -> dict:
@@ -30,8 +32,8 @@ def _command(model: Path) -> list[str]:
             "--no-track"]
 
 
-def _start(model: Path, data: Path) -> subprocess.Popen:
-    return subprocess.Popen(_command(model), env=_env(data), stdout=subprocess.PIPE,
+def _start(model: Path, data: Path, out=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen(_command(model), env=_env(data), stdout=out,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -83,18 +85,24 @@ def _assert_whole_shards(data: Path) -> None:
 
 def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
-    first = subprocess.run(_command(tiny_model_dir), env=_env(reference), text=True,
-                           capture_output=True, timeout=600)
-    assert first.returncode == 0, first.stdout + first.stderr
-
-    kills = ["text-only: 8/", "multimodal: 4/", "attention: 4/"]
-    for marker in kills:
-        proc, seen = _start(tiny_model_dir, crashed), []
-        try:
-            _wait_for(proc, marker, seen)
-        finally:
-            _kill(proc)
-        _assert_whole_shards(crashed)
+    # the uninterrupted run has its own data folder: it runs while the other is killed
+    # (each run spends most of its time on one core: imports, Prefect's start, small batches)
+    log = tmp_path / "reference.log"
+    with open(log, "w") as out:
+        first = _start(tiny_model_dir, reference, out)
+    try:
+        kills = ["text-only: 8/", "multimodal: 4/", "attention: 4/"]
+        for marker in kills:
+            proc, seen = _start(tiny_model_dir, crashed), []
+            try:
+                _wait_for(proc, marker, seen)
+            finally:
+                _kill(proc)
+            _assert_whole_shards(crashed)
+        first.wait(600)
+    finally:
+        _kill(first)
+    assert first.returncode == 0, log.read_text()
     done = subprocess.run(_command(tiny_model_dir), env=_env(crashed), text=True,
                           capture_output=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -111,7 +119,7 @@ def test_a_second_run_is_refused_or_queues_and_queries_wait(tiny_model_dir, tmp_
 
     import duckdb
 
-    from rap_core.lock import RunLock
+    from rap_core.store.lock import RunLock
     data = tmp_path / "data"
     with RunLock(data):  # this test process plays the run that is writing
         refused = subprocess.run(_command(tiny_model_dir), env=_env(data), text=True,

@@ -1,4 +1,8 @@
-"""The `rap` flow end to end under a real (test) Prefect server, real DuckDB and MLflow."""
+"""The `rap` flow end to end under a real (test) Prefect server, real DuckDB and MLflow.
+
+One test runs the tiny real model on easy-VQA; the others are about the flow itself (reruns,
+retunes, errors, exports, tracking), so their samples' outcomes are scripted (fakes.py) and
+their funnels are known exactly."""
 
 import json
 
@@ -8,9 +12,9 @@ import pytest
 
 import fakes
 from conftest import write_png
-from rap_core import engine as engine_mod
+from rap_core.engines import base as engine_mod
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
-from rap_core.readers import read_pool
+from rap_core.io.readers import read_pool
 from rap_core.store import open_store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -46,6 +50,23 @@ def tiny(tiny_model_dir):
     return ModelSpec(path=str(tiny_model_dir))
 
 
+# six easy-VQA rows at M = 2: D = 1, 0.5, 0, 1, 0.5, 0; the fourth over-trusts its attention.
+# CDE keeps rows 0 and 3, ACE drops 3, DRM swaps row 0 (always right) for row 1 or 4.
+SIX = [fakes.outcome(2, 0), fakes.outcome(1, 0), fakes.outcome(2, 2),
+       fakes.outcome(2, 0, hot=True), fakes.outcome(1, 0), fakes.outcome(0, 0)]
+SIX_FUNNEL = {"pool_rows": 6, "after_cde": 2, "after_ace": 1, "after_drm": 1}
+
+
+def scripted_easy_vqa(tmp_path, outcomes) -> ModelSpec:
+    """A FakeEngine scripted for the first len(outcomes) easy-VQA rows."""
+    spec = DataSpec(limit=len(outcomes))
+    return ModelSpec(path=fakes.script_pool(spec, tmp_path, outcomes))
+
+
+def assert_funnel(summary, expected: dict) -> None:
+    assert {k: summary["funnel"][k] for k in expected} == expected
+
+
 def test_select_end_to_end_on_easy_vqa(settings, tiny):
     summary = run(data=DataSpec(limit=20), model=tiny, rollout=SMALL, shard_size=8)
     assert summary["samples_inferred"] == 20 and summary["samples_stored"] == 0
@@ -68,28 +89,31 @@ def test_select_end_to_end_on_easy_vqa(settings, tiny):
             "selection/decisions.csv", "selection/selected_ids.csv"} <= names
 
 
-def test_rerun_infers_nothing_and_never_loads_the_model(settings, tiny, monkeypatch):
-    first = run(data=DataSpec(limit=6), model=tiny, rollout=SMALL, track=False)
+def test_rerun_infers_nothing_and_never_loads_the_model(settings, tmp_path):
+    six = scripted_easy_vqa(tmp_path, SIX)
+    first = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False)
+    assert first["samples_inferred"] == 6
+    assert_funnel(first, SIX_FUNNEL)
     engine_mod.load_engine.cache_clear()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded on a rerun")
-    monkeypatch.setattr("rap_core.hf_engine.load_model_and_processor", refuse)
-    second = run(data=DataSpec(limit=6), model=tiny, rollout=SMALL, track=False)
+    loads = len(fakes.LOADS)
+    second = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False)
+    assert len(fakes.LOADS) == loads, "the model was loaded on a rerun"
     assert second["samples_inferred"] == 0 and second["samples_stored"] == 6
     assert second["funnel"] == {**first["funnel"], "run_id": second["run_id"]}
     # a new rollout setting is a new key: only then is inference needed again
-    with pytest.raises(Exception, match="the model was loaded"):
-        run(data=DataSpec(limit=6), model=tiny, rollout=SMALL.model_copy(update={"seed": 9}),
-            track=False)
+    third = run(data=DataSpec(limit=6), model=six, rollout=SMALL.model_copy(update={"seed": 9}),
+                track=False)
+    assert len(fakes.LOADS) == loads + 1 and third["samples_inferred"] == 6
 
 
-def test_retune_reselects_from_stored_facts_only(settings, tiny, monkeypatch):
-    first = run(data=DataSpec(limit=6), model=tiny, rollout=SMALL, track=False)
+def test_retune_reselects_from_stored_facts_only(settings, tmp_path):
+    first = run(data=DataSpec(limit=6), model=scripted_easy_vqa(tmp_path, SIX), rollout=SMALL,
+                track=False)
+    assert_funnel(first, SIX_FUNNEL)
     engine_mod.load_engine.cache_clear()
-    monkeypatch.setattr("rap_core.hf_engine.load_model_and_processor",
-                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    loads = len(fakes.LOADS)
     retuned = run(mode="retune", thresholds=Thresholds(lambda_c=-1.0, lambda_a=1e6))
+    assert len(fakes.LOADS) == loads, "the model was loaded by a retune"
     assert retuned["samples_inferred"] == 0
     assert retuned["funnel"]["after_cde"] == 6 and retuned["funnel"]["after_drm"] == 6
     with open_store(settings.duckdb_path, read_only=True) as store:
@@ -99,7 +123,7 @@ def test_retune_reselects_from_stored_facts_only(settings, tiny, monkeypatch):
     assert dict(per_run) == {first["run_id"]: 6, retuned["run_id"]: 6}
 
 
-def test_bad_rows_and_oversized_prompts_end_as_errors(settings, tiny, tmp_path):
+def test_bad_rows_and_oversized_prompts_end_as_errors(settings, tmp_path):
     img = write_png(tmp_path / "pool" / "a.png")
     write_png(tmp_path / "pool" / "b.png", (0, 200, 0))
     rows = [{"problem": "<image>What color?", "answer": "red", "images": ["a.png"]},
@@ -111,15 +135,16 @@ def test_bad_rows_and_oversized_prompts_end_as_errors(settings, tiny, tmp_path):
             {"problem": "Just text", "answer": "4", "images": []}]
     path = tmp_path / "pool" / "pool.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    summary = run(data=DataSpec(path=str(path)), model=tiny, rollout=SMALL, track=False)
+    # the two image samples, and the text-only one; a context of 512 tokens for each
+    model = ModelSpec(path=fakes.script_pool(
+        DataSpec(path=str(path)), tmp_path, [fakes.outcome(2, 0, context=512)] * 3))
+    summary = run(data=DataSpec(path=str(path)), model=model, rollout=SMALL, track=False)
     assert_rows_accounted(settings, summary)
     reasons = {(r["state"], r["reason"]): r["n"] for r in summary["reasons"]}
-    assert reasons[("error", "image_missing")] == 1
-    assert reasons[("error", "empty_question")] == 1
-    assert reasons[("error", "placeholder_mismatch")] == 1
-    assert reasons[("dropped", "duplicate_row")] == 1
-    assert reasons[("dropped", "cde_no_image")] == 1
-    long = run(data=DataSpec(path=str(path)), model=tiny, track=False,
+    assert reasons == {("error", "image_missing"): 1, ("error", "empty_question"): 1,
+                       ("error", "placeholder_mismatch"): 1, ("dropped", "duplicate_row"): 1,
+                       ("dropped", "cde_no_image"): 1, ("selected", "passed_cde_ace"): 2}
+    long = run(data=DataSpec(path=str(path)), model=model, track=False,
                rollout=RolloutSettings(m=1, max_new_tokens=5000))
     assert_rows_accounted(settings, long)
     assert {(r["state"], r["stage"], r["reason"]): r["n"] for r in long["reasons"]}[
@@ -127,14 +152,16 @@ def test_bad_rows_and_oversized_prompts_end_as_errors(settings, tiny, tmp_path):
     assert count(settings, "SELECT count(*) FROM errors WHERE error_code = 'prompt_too_long'") == 2
 
 
-def test_artifacts_failing_to_write_do_not_fail_the_run(settings, tiny, monkeypatch):
+def test_artifacts_failing_to_write_do_not_fail_the_run(settings, tmp_path, monkeypatch):
     def down(*args, **kwargs):
         raise RuntimeError("API unreachable")
     for name in ("create_progress_artifact", "create_markdown_artifact"):
         monkeypatch.setattr(f"flows.rap.{name}", down)
-    summary = run(data=DataSpec(limit=4), model=tiny, rollout=SMALL, track=False)
-    assert summary["samples_inferred"] == 4 and summary["funnel"]["pool_rows"] == 4
-    assert count(settings, "SELECT count(*) FROM decisions") == 4
+    summary = run(data=DataSpec(limit=6), model=scripted_easy_vqa(tmp_path, SIX),
+                  rollout=SMALL, track=False)
+    assert summary["samples_inferred"] == 6
+    assert_funnel(summary, SIX_FUNNEL)
+    assert count(settings, "SELECT count(*) FROM decisions") == 6
 
 
 @pytest.fixture
@@ -182,13 +209,12 @@ def test_cli_retune_without_a_previous_run_is_refused(settings, capsys, monkeypa
     assert "no selection run to retune" in capsys.readouterr().err
 
 
-def test_rap_export_writes_checks_and_logs_each_format(settings, tiny, tmp_path, monkeypatch):
+def test_rap_export_writes_checks_and_logs_each_format(settings, tmp_path, monkeypatch):
     from flows import cli
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
-    summary = run(data=DataSpec(limit=6), model=tiny, rollout=SMALL,
-                  thresholds=Thresholds(lambda_c=-1.0, lambda_a=1e6))
+    summary = run(data=DataSpec(limit=6), model=scripted_easy_vqa(tmp_path, SIX), rollout=SMALL)
+    assert_funnel(summary, SIX_FUNNEL)
     selected = summary["funnel"]["after_drm"]
-    assert selected > 0
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     mlflow_id = summary["mlflow_run_id"]
     logged = {a.path for a in client.list_artifacts(mlflow_id, "exports")}
@@ -207,16 +233,17 @@ def test_rap_export_writes_checks_and_logs_each_format(settings, tiny, tmp_path,
     assert cli.main(["export", "--run", "nope", "--format", "verl"]) == 2
 
 
-def test_mlflow_unreachable_costs_nothing_and_rap_track_logs_later(settings, tiny, monkeypatch,
-                                                                  capsys):
+def test_mlflow_unreachable_costs_nothing_and_rap_track_logs_later(settings, tmp_path,
+                                                                  monkeypatch, capsys):
     from flows import cli
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "file").write_text("")  # a file where MLflow needs a folder
     monkeypatch.setenv("RAP_MLFLOW_TRACKING_URI", f"sqlite:///{settings.data_dir}/file/m.db")
-    summary = run(data=DataSpec(limit=4), model=tiny, rollout=SMALL)
+    summary = run(data=DataSpec(limit=6), model=scripted_easy_vqa(tmp_path, SIX), rollout=SMALL)
+    assert_funnel(summary, SIX_FUNNEL)
     assert summary["tracking_failed"] and summary["mlflow_run_id"] is None
-    assert count(settings, "SELECT count(*) FROM decisions") == 4
+    assert count(settings, "SELECT count(*) FROM decisions") == 6
     assert count(settings, "SELECT count(*) FROM selection_runs WHERE export_path IS NOT NULL "
                  "AND mlflow_run_id IS NULL") == 1
     monkeypatch.delenv("RAP_MLFLOW_TRACKING_URI")
@@ -225,6 +252,7 @@ def test_mlflow_unreachable_costs_nothing_and_rap_track_logs_later(settings, tin
     mlflow_id = count(settings, "SELECT mlflow_run_id FROM selection_runs")
     logged = mlflow.MlflowClient(settings.mlflow_tracking_uri).get_run(mlflow_id)
     assert logged.data.tags["run_id"] == summary["run_id"]
-    assert logged.data.metrics["funnel.pool_rows"] == 4
+    assert logged.data.metrics["funnel.pool_rows"] == 6
+    assert logged.data.metrics["funnel.after_drm"] == 1
     assert cli.main(["track"]) == 2  # already tracked: refused without --force
     assert "already in MLflow" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import os
 import polars as pl
 import pytest
 
+import fakes
 from conftest import write_png
 from flows import cli
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
@@ -19,8 +20,9 @@ def keep_env(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def stored_run(tmp_path_factory, tiny_model_dir, prefect_harness):
-    """A data folder holding one selection run of three samples (tiny model)."""
+def stored_run(tmp_path_factory, prefect_harness):
+    """A data folder holding one selection run of three samples, all selected (their
+    outcomes scripted: the subject here is the files, not the model)."""
     root = tmp_path_factory.mktemp("stored")
     pool = root / "pool"
     lines = []
@@ -29,13 +31,14 @@ def stored_run(tmp_path_factory, tiny_model_dir, prefect_harness):
         lines.append(json.dumps({"problem": f"<image>Colour {i}?", "answer": "red",
                                  "images": [f"{i}.png"]}))
     (pool / "pool.jsonl").write_text("\n".join(lines) + "\n")
+    spec = DataSpec(path=str(pool / "pool.jsonl"))
+    model = fakes.script_pool(spec, root, [fakes.outcome(2, 0)] * 3)
     data = root / "rap_data"
     before = os.environ.get("RAP_DATA_DIR")
     os.environ["RAP_DATA_DIR"] = str(data)
     try:
         from flows.rap import run_flow
-        summary = run_flow(RapParams(data=DataSpec(path=str(pool / "pool.jsonl")),
-                                     model=ModelSpec(path=str(tiny_model_dir)),
+        summary = run_flow(RapParams(data=spec, model=ModelSpec(path=model),
                                      rollout=RolloutSettings(m=2, max_new_tokens=8),
                                      track=False, thresholds={"lambda_c": -1.0}))
     finally:
@@ -43,7 +46,7 @@ def stored_run(tmp_path_factory, tiny_model_dir, prefect_harness):
             os.environ.pop("RAP_DATA_DIR")
         else:
             os.environ["RAP_DATA_DIR"] = before
-    assert summary["funnel"]["after_drm"] > 0
+    assert summary["funnel"]["after_drm"] == 3
     return data, summary["run_id"]
 
 
@@ -163,7 +166,7 @@ def test_a_failed_write_leaves_the_previous_export_whole(data, tmp_path, monkeyp
 def test_openrlhf_uris_are_plain_paths_the_trainers_open(data, tmp_path, capsys):
     from PIL import Image
 
-    from rap_core.export_check import check_export
+    from rap_core.io.export_check import check_export
     out = tmp_path / "out sp" / "dätä" / "sel.jsonl"
     assert export("--out", str(out), fmt="openrlhf") == 0
     assert check_export(out, "openrlhf") == []

@@ -13,12 +13,12 @@ import polars as pl
 import pytest
 from prefect import flow
 
-from rap_core.engine import EngineConfigError
-from rap_core.inference import ERROR_SCHEMA, ROLLOUT_SCHEMA, ShardResult
+from rap_core.engines.base import EngineConfigError
+from rap_core.engines.inference import ERROR_SCHEMA, ROLLOUT_SCHEMA, ShardResult
 from rap_core.models import ResolvedModel
 from rap_core.params import RapParams
 from rap_core.store import open_store
-from test_crash import RAP, _env, _facts
+from test_crash import RAP, _env, _facts, _kill
 
 pytest.importorskip("prefect_ray")
 pytestmark = pytest.mark.ray
@@ -40,21 +40,30 @@ def _ray_pids() -> set[int]:
 def test_ray_runner_selects_as_the_local_runner_and_survives_a_killed_worker(
         tiny_model_dir, tmp_path):
     before = _ray_pids()
-    command = [RAP, "select", "--model", str(tiny_model_dir), "--limit", "16",
+    # two shards per phase: one for each Ray worker
+    command = [RAP, "select", "--model", str(tiny_model_dir), "--limit", "8",
                "--shard-size", "4", "--batch-size", "4", "--m", "2", "--max-new-tokens", "8",
                "--lambda-c", "-1", "--no-track"]
-    subprocess.run(command, env=_env(tmp_path / "local"), check=True, capture_output=True)
-    marker = tmp_path / "killed"
-    ray = subprocess.run(command + ["--runner", "ray"], capture_output=True, text=True,
-                         env=dict(_env(tmp_path / "ray"),
-                                  RAP_TEST_KILL_WORKER_ONCE=str(marker)))
+    # the local runner's run, for comparison, goes on meanwhile in its own data folder
+    with open(tmp_path / "local.log", "w") as log:
+        local_run = subprocess.Popen(command, env=_env(tmp_path / "local"), stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        marker = tmp_path / "killed"
+        ray = subprocess.run(command + ["--runner", "ray"], capture_output=True, text=True,
+                             env=dict(_env(tmp_path / "ray"),
+                                      RAP_TEST_KILL_WORKER_ONCE=str(marker)))
+        local_run.wait(600)
+    finally:
+        _kill(local_run)
+    assert local_run.returncode == 0, (tmp_path / "local.log").read_text()[-3000:]
     assert ray.returncode == 0, ray.stdout[-3000:] + ray.stderr[-3000:]
     assert marker.exists()  # one shard task killed its worker; Ray ran the shard again
-    assert "ray: 4 text-only-inference tasks, each with {'num_cpus': 1.0, 'num_gpus': 0.0}" \
+    assert "ray: 2 text-only-inference tasks, each with {'num_cpus': 1.0, 'num_gpus': 0.0}" \
         in ray.stdout + ray.stderr
-    assert "samples inferred 16" in ray.stdout
+    assert "samples inferred 8" in ray.stdout
     local, remote = _facts(tmp_path / "local"), _facts(tmp_path / "ray")
-    assert len(local["rollouts"]) == 16 * 2 * 2 and local["decisions"]
+    assert len(local["rollouts"]) == 8 * 2 * 2 and local["decisions"]
     assert remote == local
     with open_store(tmp_path / "ray" / "rap.duckdb", read_only=True) as store:
         assert store.con.execute("SELECT count(*) FROM inference_errors").fetchone() == (0,)

@@ -78,16 +78,25 @@ def write_stock_processor_files(model_dir: Path) -> list[str]:
     return written
 
 
+def _shipped(model_dir: Path) -> bool:
+    """The demo model shipped with rap: never changed (its files are checked against the
+    sha256 its rap_demo.json records, demo_recipe.shipped_problem)."""
+    try:
+        return "shipped" in json.loads((model_dir / DEMO_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def upgrade_rap_folder(model_dir: Path) -> list[str]:
     """Add the stock processor files (write_stock_processor_files) in place to a folder an
     older rap version wrote. Only folders with rap's marker and the layout rap saves are
-    touched, never a user's checkpoint; the weights fingerprint (keys.weights_fingerprint:
-    config.json and weights) does not cover these files, so the model key is unchanged.
-    Returns the names written."""
+    touched, never a user's checkpoint nor the shipped demo model; the weights fingerprint
+    (keys.weights_fingerprint: config.json and weights) does not cover these files, so the
+    model key is unchanged. Returns the names written."""
     model_dir = Path(model_dir)
     if not (any((model_dir / m).is_file() for m in RAP_MARKERS)
             and (model_dir / "processor_config.json").is_file()
-            and (model_dir / "tokenizer_config.json").is_file()):
+            and (model_dir / "tokenizer_config.json").is_file()) or _shipped(model_dir):
         return []
     try:
         return write_stock_processor_files(model_dir)
