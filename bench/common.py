@@ -90,7 +90,7 @@ def random_engine(text: dict, vision: dict | None = None, dtype: str = "float32"
 
     from rap_core.engines.attention import NAME
     from rap_core.engines.hf import HFEngine
-    from rap_core.tiny_model import build_model, build_processor
+    from rap_core.demo.tiny_model import build_model, build_processor
     processor = build_processor("qwen2_vl")
     processor.tokenizer.padding_side = "left"
     vision = {"hidden_size": text["hidden_size"], **(vision or {})}  # merger -> text width

@@ -255,7 +255,7 @@ def _say(line: str) -> None:
 
 
 def demo_model(settings: Settings, retrain: bool) -> str:
-    from rap_core.demo_model import obtain_demo_model, read_meta
+    from rap_core.demo.model import obtain_demo_model, read_meta
     path, trained = obtain_demo_model(settings, _say, retrain=retrain)
     meta = trained or read_meta(path)
     acc, fit, vision = meta["test_accuracy"], meta["train"], meta["vision"]

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
-from rap_core.demo_model import (Recipe, greedy_accuracy, new_model, save_model,
+from rap_core.demo.model import (Recipe, greedy_accuracy, new_model, save_model,
                                  training_examples, vision_targets)
-from rap_core.easy_vqa_data import image_facts, load_split, response
+from rap_core.demo.easy_vqa import image_facts, load_split, response
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
 from rap_core.settings import Settings
 from rap_core.store import open_store
-from rap_core.training import Example, pretrain_vision, train
+from rap_core.demo.training import Example, pretrain_vision, train
 
 ARMS = ("rap", "random", "full")
 

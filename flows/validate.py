@@ -11,7 +11,7 @@ from flows.report import markdown_table
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
 from rap_core.settings import Settings
 from rap_core.store import open_store
-from rap_core.validation import planted_pool, planted_report, stage_breakdown, with_groups
+from rap_core.demo.validation import planted_pool, planted_report, stage_breakdown, with_groups
 
 
 def format_report(report: dict, breakdown: pl.DataFrame, run_id: str, model: str) -> str:

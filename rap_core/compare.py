@@ -33,7 +33,7 @@ def by_group(rows: pl.DataFrame, builtin: bool) -> pl.DataFrame | None:
     if rows["data_source"].drop_nulls().n_unique() > 1:
         group = pl.col("data_source").fill_null("(none)")
     elif builtin:
-        from rap_core.easy_vqa_data import question_type
+        from rap_core.demo.easy_vqa import question_type
         group = pl.col("answer").map_elements(question_type, return_dtype=pl.String)
     else:
         return None

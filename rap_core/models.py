@@ -13,7 +13,7 @@ from rap_core.keys import short_hash, weights_fingerprint
 from rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, ModelSpec
 from rap_core.io.prompts import TEMPLATE_VERSION
 from rap_core.settings import Settings
-from rap_core.tiny_model import ensure_tiny_model
+from rap_core.demo.tiny_model import ensure_tiny_model
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _cpu_has_bf16() -> bool:
 def _demo_model(settings: Settings, log: Callable[[str], None]) -> Path:
     """The shipped weights, or the ones `rap demo-model --retrain` left in the data folder
     (said in `log`); never trains."""
-    from rap_core.demo_recipe import locate_demo_model
+    from rap_core.demo.recipe import locate_demo_model
     path, note = locate_demo_model(settings.models_dir)
     if note:
         log(note)

@@ -20,7 +20,7 @@ from rap_core.grading import GRADER_VERSION
 from rap_core.io.spec import BUILTIN_DATA, EASY_VQA_DEFAULT_ROWS, DataSpec  # noqa: F401
 from rap_core.keys import FactKeys, short_hash  # noqa: F401
 
-BUILTIN_MODEL = "builtin:easy-vqa-vlm"  # trained on easy-VQA by this project (demo_model.py)
+BUILTIN_MODEL = "builtin:easy-vqa-vlm"  # trained on easy-VQA by this project (rap_core/demo/)
 BUILTIN_RANDOM_MODEL = "builtin:tiny-qwen2-vl"  # same architecture, random weights
 class ModelSpec(BaseModel):
     """Which model runs the rollouts, on what device and dtype."""

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The embedded tiny Qwen2-VL, built once for the session."""
-    from rap_core.tiny_model import ensure_tiny_model
+    from rap_core.demo.tiny_model import ensure_tiny_model
     return ensure_tiny_model(tmp_path_factory.mktemp("models"))
 
 
@@ -27,7 +27,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def demo_model_dir() -> Path:
     """The demo model's weights as shipped with rap (rap_core/demo/), checked against the
     current recipe: builtin:easy-vqa-vlm with no model trained in the data folder."""
-    from rap_core.demo_recipe import SHIPPED_DIR, shipped_problem
+    from rap_core.demo.recipe import SHIPPED_DIR, shipped_problem
     problem = shipped_problem()
     assert problem is None, problem
     return SHIPPED_DIR

@@ -77,7 +77,7 @@ def test_commands_that_load_no_model_import_neither_torch_nor_transformers(tiny_
     import os
     import subprocess
     import sys
-    code = ("import sys; import flows.cli, flows.rap, rap_core.demo_model\n"
+    code = ("import sys; import flows.cli, flows.rap, rap_core.demo.model\n"
             "from rap_core.models import resolve_model\n"
             "from rap_core.params import ModelSpec\nfrom rap_core.settings import Settings\n"
             f"resolve_model(ModelSpec(path={str(tiny_model_dir)!r}), Settings.from_env())\n"

@@ -11,8 +11,8 @@ from dataclasses import asdict
 import pytest
 
 from flows import cli
-from rap_core import demo_model as demo
-from rap_core.demo_recipe import SHIPPED_DIR, file_hashes, locate_demo_model, shipped_problem
+from rap_core.demo import model as demo
+from rap_core.demo.recipe import SHIPPED_DIR, file_hashes, locate_demo_model, shipped_problem
 from rap_core.params import DataSpec, ModelSpec, RapParams
 from rap_core.store import open_store
 
@@ -81,7 +81,7 @@ def test_builtin_resolves_to_the_shipped_folder_unless_one_was_retrained(setting
     assert again.path == str(own) and again.model_key == resolved.model_key  # same weights
     assert "not the weights shipped with rap" in lines[-1] and str(own) in lines[-1]
     # shipped files of another recipe are refused, and resolving never trains
-    with pytest.raises(ModelLoadError, match=r"another recipe.*python -m rap_core.demo_model"
+    with pytest.raises(ModelLoadError, match=r"another recipe.*python -m rap_core.demo.model"
                                              r".*rap demo-model --retrain"):
         locate_demo_model(settings.models_dir, SMALL)
 
@@ -93,7 +93,7 @@ def test_training_by_a_recipe_the_shipped_files_do_not_match(settings):
     lines: list[str] = []
     path, trained = demo.obtain_demo_model(settings, lines.append, recipe=SMALL, evaluate_on=32)
     assert path == demo.demo_model_dir(settings.models_dir, SMALL) and trained is not None
-    assert "trained by another recipe" in lines[0] and "python -m rap_core.demo_model" in lines[0]
+    assert "trained by another recipe" in lines[0] and "python -m rap_core.demo.model" in lines[0]
     assert any("(vision): step" in line for line in lines)
     assert any("(answers): step" in line and "s left" in line for line in lines)
     assert "with the image" in lines[-1] and "rap uses this folder from now on" in lines[-1]

@@ -151,7 +151,7 @@ def test_shard_results_are_graded_frames(engine, shard):
 
 
 def test_qwen2_5_vl_checkpoints_work_too(tmp_path, shard):
-    from rap_core.tiny_model import build_tiny_model
+    from rap_core.demo.tiny_model import build_tiny_model
     model_dir = build_tiny_model(tmp_path / "q25", family="qwen2_5_vl")
     q25 = HFEngine(str(model_dir), "cpu", "float32", None)
     assert type(q25.model).__name__ == "Qwen2_5_VLForConditionalGeneration"

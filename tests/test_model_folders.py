@@ -16,7 +16,7 @@ from rap_core.engines.checkpoints import (DEMO_MARKER, STOCK_PROCESSORS, TINY_MA
                                   VIDEO_ONLY_FIELDS)
 from rap_core.engines.hf_loading import FAMILIES, load_model_and_processor
 from rap_core.io.prompts import build_messages
-from rap_core.tiny_model import TINY_MODEL_VERSION
+from rap_core.demo.tiny_model import TINY_MODEL_VERSION
 
 STOCK = "Qwen2VLProcessor"
 NEW_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")

@@ -11,7 +11,7 @@ from pathlib import Path
 from rap_core.errors import ModelLoadError
 
 SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
-# files that mark a folder as written by rap (demo_model.META_FILE, tiny_model.MARKER_FILE):
+# files that mark a folder as written by rap (demo.recipe.META_FILE, demo.tiny_model.MARKER_FILE):
 # only such folders are ever changed in place
 DEMO_MARKER = "rap_demo.json"
 TINY_MARKER = "rap_tiny.json"

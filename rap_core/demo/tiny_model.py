@@ -1,5 +1,5 @@
 """builtin:tiny-qwen2-vl, a random-init tiny Qwen2-VL built from a config, fully offline,
-and the tokenizer/processor/model builders the trained demo model (demo_model.py) shares.
+and the tokenizer/processor/model builders the trained demo model (demo/model.py) shares.
 
 Tokenizer (byte-level BPE trained on easy-VQA text), image processor and weights are all
 built in code from a fixed seed, so the same version always gives the same files. The model
