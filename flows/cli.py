@@ -228,9 +228,10 @@ def format_summary(summary: dict, settings: Settings) -> str:
     steps = [k for k in f if k.startswith("after_")]
     lines = [f"RAP {summary['mode']} run {summary['run_id']}"
              f" (method {summary.get('method', 'rap')})",
-             f"  pool rows   {f['pool_rows']:>8}   (errors {f['errors']}, "
-             f"duplicates {f['duplicates']})"]
-    lines += [f"  {'after ' + step[6:].upper():<11} {f[step]:>8}"
+             f"  {'pool rows':<{max([11] + [len(k) for k in f])}} {f['pool_rows']:>8}   "
+             f"(errors {f['errors']}, duplicates {f['duplicates']})"]
+    width = max([11] + [len(step) for step in steps])
+    lines += [f"  {'after ' + step[6:].upper():<{width}} {f[step]:>8}"
               + ("   <- selected" if step == steps[-1] else "") for step in steps]
     lines += ["  by state / stage / reason:"]
     lines += [f"    {r['state']:<9}{r['stage']:<12}{r['reason']:<28}{r['n']:>8}"
