@@ -85,20 +85,20 @@ class _Future:
 
 def test_a_shard_that_keeps_failing_becomes_errors_and_the_others_are_kept(
         prefect_harness, monkeypatch):
-    import flows.rap as rap
+    import flows.runners as runners
     from tasks.inference import multimodal_inference
     shards = [pl.DataFrame({"sample_id": [f"s{i}", f"t{i}"]}) for i in range(3)]
     done = [ShardResult(pl.DataFrame([], schema=ROLLOUT_SCHEMA),
                         pl.DataFrame([], schema=ERROR_SCHEMA), engine_s=float(i))
             for i in range(3)]
     outcomes = [done[0], RuntimeError("worker died 4 times"), done[2]]
-    monkeypatch.setattr(rap, "submit_shards", lambda *a, **k: [_Future(o) for o in outcomes])
+    monkeypatch.setattr(runners, "submit_shards", lambda *a, **k: [_Future(o) for o in outcomes])
 
     @flow
     def phase():
-        return list(rap._shard_results("multimodal", multimodal_inference, shards,
-                                       RapParams(), ResolvedModel("p", "f", "M"), None,
-                                       runner=object(), fact_key="S"))
+        runner = runners.RayRunner(task_runner=object(), spec=RapParams().runner)
+        return list(runner.results("multimodal", multimodal_inference, shards, RapParams(),
+                                   ResolvedModel("p", "f", "M"), None, fact_key="S"))
     results = phase()
     assert results[0] is done[0] and results[2] is done[2]
     errors = results[1].errors
