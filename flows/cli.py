@@ -18,208 +18,88 @@
 
 from __future__ import annotations
 
-import argparse
+import inspect
 import sys
+import types
+from functools import wraps
+from typing import Annotated, Literal, Optional, Union, get_args, get_origin
+
+import typer
+from rich.markup import escape
 
 from rap_core.settings import Settings, configure_process_env
 
-SPECIAL_THRESHOLD_FLAGS = {  # field: (flag, type, help) where the generic form does not fit
-    "drm_k": ("--drm-k", str, "DRM replacements: an integer or auto (default)"),
-    "drm_require_positive_d": ("--drm-allow-nonpositive-d", None,
-                               "DRM: also take replacements with D(x) <= 0"),
+app = typer.Typer(name="rap", help="RAP data selection for multimodal reasoning "
+                  "(CDE -> ACE -> DRM).", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+server_app = typer.Typer(help="A Prefect server, the deployments of prefect.yaml and a "
+                         "worker, for `prefect deployment run rap/select`.",
+                         no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+# Flags that are not `--` + the parameter's name with dashes (two-way booleans above all).
+FLAG_NAMES = {
+    "export": "--export/--no-export", "track": "--track/--no-track",
+    "drm_require_positive_d": "--drm-require-positive-d/--drm-allow-nonpositive-d",
+    "allow_outside_paths": "--allow-outside-paths/--no-allow-outside-paths",
 }
+PANELS = {"data": "Pool", "model": "Model", "rollout": "Rollouts",
+          "ace": "ACE attention pass (a new pass when changed)", "runner": "Where inference runs",
+          None: "Run"}
+RETUNE_PARAMETERS = {"run", "method", "export", "track", "wait_for_lock"}  # + the thresholds
 
 
-def threshold_flags() -> list[tuple[str, str, object, str]]:
-    """(flag, field, type, help) for every estimator's thresholds: a new estimator's
-    thresholds become flags with no change here."""
-    from rap_core.params import Thresholds
-    flags = []
-    for field, info in Thresholds.model_fields.items():
-        if field in SPECIAL_THRESHOLD_FLAGS:
-            flags.append((SPECIAL_THRESHOLD_FLAGS[field][0], field,
-                          *SPECIAL_THRESHOLD_FLAGS[field][1:]))
+def _cli_type(annotation):
+    """The flag's type: the field's, without None; a union of kinds (drm_k) is read as text
+    and left to the parameter model."""
+    kinds = [a for a in get_args(annotation) if a is not type(None)] \
+        if get_origin(annotation) in (Union, types.UnionType) else [annotation]
+    if len(kinds) != 1:
+        return str
+    kind = get_args(kinds[0])[0] if get_origin(kinds[0]) is Annotated else kinds[0]
+    return kind if get_origin(kind) is Literal or kind in (bool, int, float, str) else str
+
+
+def _threshold_owner(name: str) -> str:
+    from rap_core.estimators import FILTERS, REBALANCERS
+    for part in [*FILTERS.values(), *REBALANCERS.values()]:
+        if name in part.thresholds.model_fields:
+            return f"Thresholds: {part.name}"
+    return "Thresholds"
+
+
+def selection_options(mode: str) -> list[inspect.Parameter]:
+    """select's and retune's options, one per flat flow parameter (rap_core.params): a new
+    estimator's thresholds are flags with no change here. Every default is None, so only
+    the flags given override the parameter model's defaults."""
+    from rap_core.params import FLOW_PARAMETERS, flow_parameter_fields
+    options = []
+    for name, field in flow_parameter_fields().items():
+        group = FLOW_PARAMETERS[name][0]
+        if name == "mode" or (mode == "select" and name == "run") or (
+                mode == "retune" and group != "thresholds" and name not in RETUNE_PARAMETERS):
             continue
-        kind = next((t for t in (int, float) if t in _types(info.annotation)), str)
-        default = "" if info.default is None else f" (default {info.default})"
-        flags.append((f"--{field.replace('_', '-')}", field, kind, info.description + default))
-    return flags
+        kind = _cli_type(field.annotation)
+        if name == "method":
+            from rap_core.estimators import METHODS
+            kind = Literal[tuple(sorted(METHODS))]
+        panel = _threshold_owner(name) if group == "thresholds" else PANELS[group]
+        default = field.default
+        shown = False if default is None else str(default)
+        option = typer.Option(FLAG_NAMES.get(name, "--" + name.replace("_", "-")),
+                              help=escape(field.description), rich_help_panel=panel,
+                              show_default=shown)
+        options.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                         annotation=Annotated[Optional[kind], option]))
+    return options
 
 
-def _types(annotation) -> tuple:
-    from typing import get_args
-    return get_args(annotation) or (annotation,)
-
-
-SELECT_FLAGS = [  # (flag, group, field, type, help)
-    ("--data", "data", "path", str, "pool file/folder, or builtin:easy-vqa (default)"),
-    ("--limit", "data", "limit", int, "read at most N rows (default: all; the embedded "
-     "easy-VQA default reads 1,000 of its 38,575)"),
-    ("--question-key", "data", "question_key", str, "question column (default problem)"),
-    ("--answer-key", "data", "answer_key", str, "answer column (default answer)"),
-    ("--image-key", "data", "image_key", str, "image column (default images)"),
-    ("--image-dir", "data", "image_dir", str, "base folder of relative image paths"),
-    ("--format", "data", "format", str, "pool layout: auto (default: from the columns), "
-     "easyr1, mmeureka, openrlhf, verl, hf"),
-    ("--model", "model", "path", str, "local Qwen2-VL/Qwen2.5-VL checkpoint folder, "
-     "builtin:easy-vqa-vlm (default: trained on easy-VQA on first use) or "
-     "builtin:tiny-qwen2-vl (random weights)"),
-    ("--device", "model", "device", str, "cpu (default), cuda, cuda:N"),
-    ("--dtype", "model", "dtype", str, "float32 (default), bfloat16, float16, auto "
-     "(bfloat16 where the hardware has it)"),
-    ("--system-prompt", "model", "system_prompt", str, "system turn for every prompt"),
-    ("--m", "rollout", "m", int, "responses per sample and condition (default 5)"),
-    ("--temperature", "rollout", "temperature", float, "sampling temperature (default 1.0)"),
-    ("--top-p", "rollout", "top_p", float, "nucleus sampling (default 0.99)"),
-    ("--max-new-tokens", "rollout", "max_new_tokens", int, "response length cap (default 64)"),
-    ("--seed", "rollout", "seed", int, "sampling seed (default 0)"),
-    ("--head-reduce", "ace", "head_reduce", str, "ACE: mean (default) or max over heads"),
-    ("--ace-response", "ace", "response", str, "ACE: first_correct (default) or first"),
-    ("--runner", "runner", "kind", str, "local (default) or ray: inference shards as tasks "
-     "on Ray (pip install .[ray])"),
-    ("--ray-address", "runner", "address", str, "Ray cluster to join (default: start a "
-     "local Ray)"),
-    ("--ray-num-gpus", "runner", "num_gpus", float, "GPUs per shard task (default: 1 when "
-     "the cluster has GPUs, else 0)"),
-    ("--ray-num-cpus", "runner", "num_cpus", float, "CPUs per shard task (default 1)"),
-]
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    from rap_core.estimators import METHODS
-    p.add_argument("--method", choices=sorted(METHODS), help="selection method (default rap): "
-                   + "; ".join(f"{m.name}: {m.description}" for m in METHODS.values()))
-    for flag, field, typ, text in threshold_flags():
-        if typ is None:
-            p.add_argument(flag, dest=field, action="store_false", default=None, help=text)
-        else:
-            p.add_argument(flag, dest=field, type=typ, help=text)
-    p.add_argument("--no-export", dest="export", action="store_false", default=True,
-                   help="do not write the EasyR1 Parquet export")
-    p.add_argument("--no-track", dest="track", action="store_false", default=True,
-                   help="do not log the run to MLflow")
-    p.add_argument("--wait-for-lock", dest="wait_for_lock", type=_bounded(float, 0, 86400),
-                   metavar="SECONDS", help="if another run is writing to the data folder, "
-                   "wait this long for it (default: stop at once, naming it)")
-
-
-def _bounded(cast, low, high, open_: bool = False):
-    """An argparse type: cast, then check low <= x <= high (strictly, when open_)."""
-    def parse(text: str):
-        value = cast(text)
-        inside = low < value < high if open_ else low <= value <= high
-        if not inside:
-            bounds = f"({low}, {high})" if open_ else f"[{low}, {high}]"
-            raise argparse.ArgumentTypeError(f"{text} is outside {bounds}")
-        return value
-    return parse
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rap", description="RAP data selection for "
-                                     "multimodal reasoning (CDE -> ACE -> DRM).")
-    sub = parser.add_subparsers(dest="command", required=True)
-    select = sub.add_parser("select", help="infer what is missing, then select")
-    for flag, group, field, typ, text in SELECT_FLAGS:
-        select.add_argument(flag, dest=f"{group}.{field}", type=typ, help=text,
-                            metavar=field.upper())
-    select.add_argument("--allow-outside-paths", dest="data.allow_outside_paths",
-                        action="store_true", default=None, help="accept relative image paths "
-                        "that lead outside the data folder (.. or a symlink)")
-    select.add_argument("--shard-size", type=int, help="samples per inference task (256)")
-    select.add_argument("--batch-size", type=int, help="samples per model call (8)")
-    _add_common(select)
-    retune = sub.add_parser("retune", help="re-select from stored facts, no model call")
-    retune.add_argument("--run", dest="base_run", help="run to retune (default: latest)")
-    _add_common(retune)
-    query = sub.add_parser("query", help="run one read-only SELECT over the store (it can "
-                           "read the store and nothing else)")
-    query.add_argument("sql", help="the SELECT statement (SHOW, DESCRIBE, SUMMARIZE too)")
-    query.add_argument("--max-rows", type=_bounded(int, 1, 10**9), default=50,
-                       help="rows to print (50)")
-    query.add_argument("--out", help="write the whole result to this file instead: .csv, "
-                       ".parquet, .json or .jsonl (same rules as rap export --out)")
-    query.add_argument("--force", action="store_true", help="replace an earlier `rap query "
-                       "--out` result at --out")
-    sub.add_parser("runs", help="list selection runs")
-    compare = sub.add_parser("compare", help="two runs on one pool: sizes, overlap, Jaccard, "
-                             "how each row ended in one against the other, groups")
-    compare.add_argument("run_a", help="a selection run")
-    compare.add_argument("run_b", help="another run on the same pool")
-    compare.add_argument("--max-rows", type=_bounded(int, 1, 10**6), default=30,
-                         help="rows of the crosstab to print (30)")
-    tracking = sub.add_parser("track", help="log a stored selection run to MLflow (e.g. when "
-                              "MLflow could not be reached during the run)")
-    tracking.add_argument("--run", help="the run (default: the latest)")
-    tracking.add_argument("--force", action="store_true", help="log it again even if it "
-                          "already has an MLflow run")
-    demo = sub.add_parser("demo-model", help="train (first use) or show the embedded "
-                          "easy-VQA model and its test accuracy")
-    demo.add_argument("--retrain", action="store_true", help="train it again from scratch")
-    validate = sub.add_parser("validate", help="planted language priors (ROC AUC of D) and "
-                              "the funnel by question type, on easy-VQA test questions")
-    validate.add_argument("--n", type=_bounded(int, 2, 9673), default=1000,
-                          help="test questions, 2 to 9673 (1000)")
-    validate.add_argument("--share", type=_bounded(float, 0.0, 1.0, open_=True), default=0.3,
-                          help="share rewritten to give the answer away, in (0, 1) (0.3)")
-    validate.add_argument("--seed", type=int, default=0)
-    validate.add_argument("--model", help="model folder (default: the demo model)")
-    validate.add_argument("--phrasing", choices=["seen", "unseen"], default="seen",
-                          help="plant statements in phrasings the demo model was trained to "
-                          "read (seen, default) or in new ones (unseen)")
-    experiment = sub.add_parser("experiment", help="miniature of the paper's claim: "
-                                "RAP subset vs random subset vs full pool (slow: ~15 min)")
-    experiment.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    experiment.add_argument("--pool-size", type=_bounded(int, 10, 30000), default=3000,
-                            help="training questions RAP selects from (3000)")
-    experiment.add_argument("--epochs", type=_bounded(float, 0.0, 100.0, open_=True),
-                            default=3.0, help="epochs over each subset (3)")
-    export = sub.add_parser("export", help="write a selection run for a trainer (easyr1, "
-                            "verl, openrlhf, hf), or check a file against a trainer's rules")
-    export.add_argument("--format", required=True, choices=["easyr1", "verl", "openrlhf", "hf"])
-    export.add_argument("--run", help="selection run (default: the latest)")
-    export.add_argument("--out", help="file (folder for hf) to write (default: "
-                        "rap_data/exports/<run>/<format>.<ext>)")
-    export.add_argument("--force", action="store_true", help="replace an earlier rap export "
-                        "of the same format at --out (anything else is never replaced)")
-    export.add_argument("--data-source", help="verl data_source (default: the pool's, else rap)")
-    export.add_argument("--check", metavar="PATH", help="check PATH against the format's rules "
-                        "instead of exporting; prints each violation with its row")
-    server = sub.add_parser("server", help="a Prefect server, the deployments of prefect.yaml "
-                            "and a worker, for `prefect deployment run rap/select`")
-    action = server.add_subparsers(dest="action", required=True)
-    start = action.add_parser("start", help="start a Prefect server (database in the data "
-                              "folder); runs in the foreground")
-    start.add_argument("--host", default="127.0.0.1")
-    start.add_argument("--port", type=_bounded(int, 1, 65535), default=4200)
-    for name, text in [("deploy", "create the work pool if missing and register the "
-                        "deployments rap/select and rap/retune"),
-                       ("worker", "create the work pool if missing and run a worker on it "
-                        "(foreground)")]:
-        one = action.add_parser(name, help=text)
-        one.add_argument("--port", type=_bounded(int, 1, 65535), help="server port (default: "
-                         "PREFECT_API_URL if exported, else 4200)")
-        one.add_argument("--wait", type=_bounded(float, 0.0, 3600.0), default=120.0,
-                         help="seconds to wait for the server to answer (120)")
-    return parser
-
-
-def params_from_args(args: argparse.Namespace):
-    """Only the flags given override the defaults."""
-    from rap_core.params import RapParams
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    nested: dict = {"mode": args.command, "thresholds": {}}
-    for key, value in given.items():
-        if "." in key:
-            group, field = key.split(".")
-            nested.setdefault(group, {})[field] = value
-        elif key in {f for _, f, _, _ in threshold_flags()}:
-            nested["thresholds"][key] = value
-        elif key not in {"command"}:
-            nested[key] = value
-    if nested["thresholds"].get("drm_k", "auto") != "auto":
-        nested["thresholds"]["drm_k"] = int(nested["thresholds"]["drm_k"])
-    return RapParams.model_validate(nested)
+def params_from_options(mode: str, options: dict):
+    """RapParams from the flags given (None: not given)."""
+    from rap_core.params import params_from_flat
+    return params_from_flat({"mode": mode, **{k: v for k, v in options.items()
+                                               if v is not None}})
 
 
 def format_summary(summary: dict, settings: Settings) -> str:
@@ -256,12 +136,17 @@ def _say(line: str) -> None:
 
 
 def demo_model(settings: Settings, retrain: bool) -> str:
+    from flows.terminal import TrainingBars, terminal_progress
     from rap_core.demo.model import obtain_demo_model, read_meta
-    path, trained = obtain_demo_model(settings, _say, retrain=retrain)
+    with terminal_progress() as progress:
+        path, trained = obtain_demo_model(settings, _say, retrain=retrain,
+                                          progress=progress and TrainingBars(progress))
     meta = trained or read_meta(path)
     acc, fit, vision = meta["test_accuracy"], meta["train"], meta["vision"]
+    source = ("trained now" if trained else "shipped with rap" if meta.get("shipped")
+              else "trained earlier in the data folder")
     return "\n".join([
-        f"demo model {meta['version']} ({'trained now' if trained else 'cached'}): {path}",
+        f"demo model {meta['version']} ({source}): {path}",
         f"  trained in {meta['seconds']:.0f} s: vision tower {vision['steps']} steps "
         f"({vision['seconds']:.0f} s), then {fit['steps']} steps on {fit['examples_seen']} "
         f"easy-VQA examples ({fit['seconds']:.0f} s), final loss {fit['final_loss']:.3f}",
@@ -297,30 +182,45 @@ WRITING_COMMANDS = {"select", "retune", "track", "demo-model", "validate", "expe
 READING_COMMANDS = {"query", "runs", "compare", "export", "track"}  # they read the store first
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
-    configure_process_env(settings.data_dir)
+def _guarded(command: str):
+    """A command's body with the data folder and store checked first, and the errors of
+    input and environment as one line and exit status 2 (a bug still raises)."""
+    def decorate(body):
+        @wraps(body)
+        def run(**kwargs):
+            settings = Settings.from_env()
+            configure_process_env(settings.data_dir)
+            code = _checked(command, settings, lambda: body(settings, **kwargs),
+                            reads_store=not kwargs.get("check"))
+            if code:
+                raise typer.Exit(code)
+        run.__signature__ = inspect.Signature(
+            list(inspect.signature(body, eval_str=True).parameters.values())[1:])
+        return run
+    return decorate
+
+
+def _checked(command: str, settings: Settings, body, reads_store: bool = True) -> int:
     from pydantic import ValidationError
 
     from rap_core.io.outputs import OutputError
-    from rap_core.store.query import QueryRefused
     from rap_core.io.readers import PoolReadError
     from rap_core.store import StoreError
+    from rap_core.store.query import QueryRefused
     try:
         from rap_core.store.preflight import check_store, prepare_data_dir
-        if args.command in WRITING_COMMANDS:
+        if command.split()[0] in WRITING_COMMANDS:
             prepare_data_dir(settings)
-        if args.command in READING_COMMANDS and not getattr(args, "check", None):
+        if command in READING_COMMANDS and reads_store:
             check_store(settings, write=False)  # whole, and of this rap's schema
-        return _run(args, settings)
+        return body() or 0
     except (ValidationError, PoolReadError, StoreError, OutputError, QueryRefused) as exc:
         return _fail(exc)
     except Exception as exc:
         return _known_failure(exc, settings)
 
 
-def _fail(exc: BaseException) -> int:
+def _fail(exc: BaseException | str) -> int:
     print(f"rap: error: {exc}", file=sys.stderr)
     return 2
 
@@ -331,8 +231,8 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
 
     from flows.server import ServerError
     from rap_core.engines.checkpoints import ModelLoadError
-    from rap_core.store import StoreDamaged, damage_detail, damage_in
     from rap_core.errors import RunnerError
+    from rap_core.store import StoreDamaged, damage_detail, damage_in
     if isinstance(exc, duckdb.Error) and damage_in(exc):
         return _fail(StoreDamaged(settings.duckdb_path, damage_detail(exc)))
     if isinstance(exc, (duckdb.Error, ModelLoadError, ServerError, RunnerError)):
@@ -342,66 +242,251 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
     raise exc
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command == "query":
-        print(run_query(settings, args.sql, args.max_rows, args.out, args.force))
-    elif args.command == "runs":
-        print(run_query(settings, RUNS_SQL, 1000))
-    elif args.command == "compare":
-        from rap_core.compare import compare_runs, format_comparison
-        from rap_core.store import open_store
-        with open_store(settings.duckdb_path, read_only=True) as store:
-            print(format_comparison(compare_runs(store, args.run_a, args.run_b), args.max_rows))
-    elif args.command == "demo-model":
-        print(demo_model(settings, args.retrain))
-    elif args.command == "validate":
-        from flows.validate import validate
-        report = validate(settings, n=args.n, share=args.share, seed=args.seed,
-                          model=args.model, phrasing=args.phrasing)
-        print(report["text"])
-        print(f"\nreport written to {report['report_path']}")
-    elif args.command == "track":
-        from rap_core.tracking import track_stored_run
-        run = track_stored_run(settings, args.run, args.force)
-        print(f"run {run['run_id']} logged to MLflow as {run['mlflow_run_id']} "
-              f"[{settings.mlflow_tracking_uri}]")
-    elif args.command == "export":
-        from flows.export import check_file, export_run
-        if args.check:
-            return check_file(args.check, args.format, _say)
-        export_run(settings, args.run, args.format, args.out, args.data_source, _say,
-                   force=args.force)
-    elif args.command == "server":
-        _server(args, settings)
-    elif args.command == "experiment":
-        from flows.experiment import ExperimentConfig, run_experiment
-        run_experiment(settings, ExperimentConfig(
-            seeds=tuple(args.seeds), pool_size=args.pool_size, epochs=args.epochs), log=_say)
-    else:
-        print(format_summary(select(args, settings), settings))
+def main(argv: list[str] | None = None) -> int:
+    """The `rap` command; returns its exit status (2: bad input or environment)."""
+    try:
+        app(args=argv, prog_name="rap")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(bool(exc.code))
     return 0
 
 
-def select(args: argparse.Namespace, settings: Settings) -> dict:
+def parse_command(argv: list[str]) -> tuple[list[str], dict]:
+    """The command path and its parsed options, without running it (for tests and tools)."""
+    command, names, args = typer.main.get_command(app), [], list(argv)
+    while hasattr(command, "commands") and args and args[0] in command.commands:
+        command = command.commands[args[0]]
+        names.append(args.pop(0))
+    ctx = command.make_context(" ".join(["rap", *names]), args)
+    return names, ctx.params
+
+
+def parse_params(argv: list[str]):
+    """The RapParams a `select` or `retune` command line stands for."""
+    names, options = parse_command(argv)
+    return params_from_options(names[0], options)
+
+
+def _selection_command(mode: str):
+    def command(settings: Settings, **options) -> None:
+        params = params_from_options(mode, options)
+        print(format_summary(select(params, settings), settings))
+    command.__name__ = mode
+    command.__signature__ = inspect.Signature(
+        [inspect.Parameter("settings", inspect.Parameter.POSITIONAL_ONLY)]
+        + selection_options(mode))
+    return command
+
+
+app.command("select", help="Infer what the store lacks for the pool, then select.")(
+    _guarded("select")(_selection_command("select")))
+app.command("retune", help="Re-select a stored run's pool from its stored facts (no model "
+            "is loaded): another method or other thresholds, in seconds.")(
+    _guarded("retune")(_selection_command("retune")))
+
+
+def select(params, settings: Settings) -> dict:
     """select / retune: the run lock and the store are checked before Prefect starts (a
     second run, a damaged store or a store from a newer rap stop here, at once)."""
     from rap_core.store.lock import RunLock
     from rap_core.store.preflight import check_store
-    params = params_from_args(args)
     with RunLock(settings.data_dir, params.wait_for_lock, _say, hand_down=True):
         check_store(settings, write=True)
-        from flows.rap import run_flow
-        return run_flow(params)
+        import flows.rap
+        from flows.terminal import PhaseBars, terminal_progress
+        with terminal_progress() as progress:
+            listener = progress and PhaseBars(progress)
+            if listener:
+                flows.rap.PROGRESS_LISTENERS.append(listener)
+            try:
+                return flows.rap.run_flow(params)
+            finally:
+                if listener:
+                    flows.rap.PROGRESS_LISTENERS.remove(listener)
 
 
-def _server(args: argparse.Namespace, settings: Settings) -> None:
+def _open_range(low: float, high: float):
+    """An option callback: low < value < high."""
+    def check(value):
+        if value is not None and not low < value < high:
+            raise typer.BadParameter(f"{value} is outside ({low}, {high})")
+        return value
+    return check
+
+
+@app.command("query")
+@_guarded("query")
+def query_command(settings: Settings,
+                  statement: Annotated[str, typer.Argument(
+                      metavar="SQL", help="the SELECT statement (SHOW, DESCRIBE, SUMMARIZE "
+                      "too); it can read the store and nothing else")],
+                  max_rows: Annotated[int, typer.Option(min=1, max=10**9,
+                                                        help="rows to print")] = 50,
+                  out: Annotated[Optional[str], typer.Option(
+                      help="write the whole result to this file instead: .csv, .parquet, "
+                      ".json or .jsonl (same rules as rap export --out)")] = None,
+                  force: Annotated[bool, typer.Option(
+                      help="replace an earlier `rap query --out` result at --out")] = False
+                  ) -> None:
+    """Run one read-only SELECT over the store."""
+    print(run_query(settings, statement, max_rows, out, force))
+
+
+@app.command("runs")
+@_guarded("runs")
+def runs_command(settings: Settings) -> None:
+    """List the selection runs."""
+    print(run_query(settings, RUNS_SQL, 1000))
+
+
+@app.command("compare")
+@_guarded("compare")
+def compare_command(settings: Settings,
+                    run_a: Annotated[str, typer.Argument(help="a selection run")],
+                    run_b: Annotated[str, typer.Argument(help="another run on the same pool")],
+                    max_rows: Annotated[int, typer.Option(
+                        min=1, max=10**6, help="rows of the crosstab to print")] = 30) -> None:
+    """Two runs on one pool: sizes, overlap, Jaccard, how each row ended in one against the
+    other, groups."""
+    from rap_core.compare import compare_runs, format_comparison
+    from rap_core.store import open_store
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        print(format_comparison(compare_runs(store, run_a, run_b), max_rows))
+
+
+@app.command("track")
+@_guarded("track")
+def track_command(settings: Settings,
+                  run: Annotated[Optional[str], typer.Option(
+                      help="the run", show_default="the latest")] = None,
+                  force: Annotated[bool, typer.Option(
+                      help="log it again even if it already has an MLflow run")] = False
+                  ) -> None:
+    """Log a stored selection run to MLflow (e.g. when MLflow could not be reached during
+    the run)."""
+    from rap_core.tracking import track_stored_run
+    record = track_stored_run(settings, run, force)
+    print(f"run {record.run_id} logged to MLflow as {record.mlflow_run_id} "
+          f"[{settings.mlflow_tracking_uri}]")
+
+
+@app.command("demo-model")
+@_guarded("demo-model")
+def demo_model_command(settings: Settings,
+                       retrain: Annotated[bool, typer.Option(
+                           help="train it again from scratch (minutes)")] = False) -> None:
+    """Show the embedded easy-VQA model (shipped with rap) and its test accuracy, or train
+    it again."""
+    print(demo_model(settings, retrain))
+
+
+@app.command("validate")
+@_guarded("validate")
+def validate_command(settings: Settings,
+                     n: Annotated[int, typer.Option(min=2, max=9673,
+                                                    help="test questions")] = 1000,
+                     share: Annotated[float, typer.Option(
+                         callback=_open_range(0.0, 1.0),
+                         help="share rewritten to give the answer away, in (0, 1)")] = 0.3,
+                     seed: int = 0,
+                     model: Annotated[Optional[str], typer.Option(
+                         help="model folder", show_default="the demo model")] = None,
+                     phrasing: Annotated[Literal["seen", "unseen"], typer.Option(
+                         help="plant statements in phrasings the demo model was trained to "
+                         "read (seen) or in new ones (unseen)")] = "seen") -> None:
+    """Planted language priors (ROC AUC of D) and the funnel by question type, on easy-VQA
+    test questions."""
+    from flows.validate import validate
+    report = validate(settings, n=n, share=share, seed=seed, model=model, phrasing=phrasing)
+    print(report["text"])
+    print(f"\nreport written to {report['report_path']}")
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of integers")
+    return seeds
+
+
+@app.command("experiment")
+@_guarded("experiment")
+def experiment_command(settings: Settings,
+                       seeds: Annotated[str, typer.Option(
+                           callback=_seed_list, help="comma-separated training seeds")
+                       ] = "0,1,2",
+                       pool_size: Annotated[int, typer.Option(
+                           min=10, max=30000, help="training questions RAP selects from")
+                       ] = 3000,
+                       epochs: Annotated[float, typer.Option(
+                           callback=_open_range(0.0, 100.0),
+                           help="epochs over each subset")] = 3.0) -> None:
+    """Miniature of the paper's claim: RAP subset vs random subset vs full pool (slow: ~15
+    min)."""
+    from flows.experiment import ExperimentConfig, run_experiment
+    run_experiment(settings, ExperimentConfig(seeds=seeds, pool_size=pool_size,
+                                              epochs=epochs), log=_say)
+
+
+@app.command("export")
+@_guarded("export")
+def export_command(settings: Settings,
+                   format: Annotated[Literal["easyr1", "verl", "openrlhf", "hf"], typer.Option(
+                       "--format", help="the trainer's layout")],
+                   run: Annotated[Optional[str], typer.Option(
+                       help="selection run", show_default="the latest")] = None,
+                   out: Annotated[Optional[str], typer.Option(
+                       help="file (folder for hf) to write",
+                       show_default="rap_data/exports/<run>/<format>.<ext>")] = None,
+                   force: Annotated[bool, typer.Option(
+                       help="replace an earlier rap export of the same format at --out "
+                       "(anything else is never replaced)")] = False,
+                   data_source: Annotated[Optional[str], typer.Option(
+                       help="verl data_source", show_default="the pool's, else rap")] = None,
+                   check: Annotated[Optional[str], typer.Option(
+                       metavar="PATH", help="check PATH against the format's rules instead "
+                       "of exporting; prints each violation with its row")] = None) -> int:
+    """Write a selection run for a trainer (easyr1, verl, openrlhf, hf), or check a file
+    against a trainer's rules."""
+    from flows.export import check_file, export_run
+    if check:
+        return check_file(check, format, _say)
+    export_run(settings, run, format, out, data_source, _say, force=force)
+    return 0
+
+
+PORT = Annotated[Optional[int], typer.Option(min=1, max=65535, help="server port",
+                                             show_default="PREFECT_API_URL if exported, "
+                                             "else 4200")]
+WAIT = Annotated[float, typer.Option(min=0.0, max=3600.0,
+                                     help="seconds to wait for the server to answer")]
+
+
+@server_app.command("start")
+@_guarded("server start")
+def server_start(settings: Settings, host: str = "127.0.0.1",
+                 port: Annotated[int, typer.Option(min=1, max=65535)] = 4200) -> None:
+    """Start a Prefect server (database in the data folder); runs in the foreground."""
     from flows import server
-    if args.action == "start":
-        server.start_server(settings, args.host, args.port, _say)
-    elif args.action == "deploy":
-        server.deploy(settings, args.port, _say, args.wait)
-    else:
-        server.start_worker(settings, args.port, _say, args.wait)
+    server.start_server(settings, host, port, _say)
+
+
+@server_app.command("deploy")
+@_guarded("server deploy")
+def server_deploy(settings: Settings, port: PORT = None, wait: WAIT = 120.0) -> None:
+    """Create the work pool if missing and register the deployments rap/select and
+    rap/retune."""
+    from flows import server
+    server.deploy(settings, port, _say, wait)
+
+
+@server_app.command("worker")
+@_guarded("server worker")
+def server_worker(settings: Settings, port: PORT = None, wait: WAIT = 120.0) -> None:
+    """Create the work pool if missing and run a worker on it (foreground)."""
+    from flows import server
+    server.start_worker(settings, port, _say, wait)
 
 
 if __name__ == "__main__":

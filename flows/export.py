@@ -27,21 +27,21 @@ def export_run(settings: Settings, run_id: str | None, fmt: str, out: str | None
     """Export one selection run; the manifest goes beside the file and to its MLflow run."""
     with open_store(settings.duckdb_path, read_only=True) as store:
         run = store.selection_run(run_id, "export")
-        default = settings.exports_dir / run["run_id"] / DEFAULT_NAMES[fmt]
+        default = settings.exports_dir / run.run_id / DEFAULT_NAMES[fmt]
         target = Path(out).expanduser() if out else default
         claim_export(fmt, target, settings.data_dir, force=force,
-                     replaceable=_same_run_at(default, target, run["run_id"]))  # before reading
-        selected = store.query("queries/selected_rows", run_id=run["run_id"])
-    manifest = write_export(selected, fmt, target, run["run_id"], run["pool_id"],
+                     replaceable=_same_run_at(default, target, run.run_id))  # before reading
+        selected = store.query("queries/selected_rows", run_id=run.run_id)
+    manifest = write_export(selected, fmt, target, run.run_id, run.pool_id,
                             settings.data_dir, data_source, force=force,
-                            replaceable=_same_run_at(default, target, run["run_id"]))
-    say(f"exported {manifest['rows']} samples of run {run['run_id']} as {fmt}: "
+                            replaceable=_same_run_at(default, target, run.run_id))
+    say(f"exported {manifest['rows']} samples of run {run.run_id} as {fmt}: "
         f"{manifest['path']}\n  manifest {manifest['manifest_path']}")
-    if run.get("mlflow_run_id"):
+    if run.mlflow_run_id:
         from rap_core.tracking import log_export
         try:
-            log_export(settings, run["mlflow_run_id"], manifest)
-            say(f"  logged to MLflow run {run['mlflow_run_id']}")
+            log_export(settings, run.mlflow_run_id, manifest)
+            say(f"  logged to MLflow run {run.mlflow_run_id}")
         except Exception as exc:  # the file is written; tracking is a record of it
             say(f"  MLflow logging failed ({exc}); the export itself is complete")
     return manifest

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated
 
@@ -34,7 +35,7 @@ from rap_core.params import (FLOW_PARAMETERS, FactKeys, RapParams, flat_params,
 from rap_core.store.lock import RunLock
 from rap_core.store.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
-from rap_core.store import open_store
+from rap_core.store import SelectionRun, open_store
 from tasks.estimate import apply_filters, estimate_difficulty, replacement
 from tasks.inference import attention_extraction, multimodal_inference, text_only_inference
 from tasks.ingest import ingest, register_model
@@ -47,8 +48,13 @@ LEGACY_THRESHOLDS = ("lambda_c", "sigma", "lambda_a", "ace_min_run", "ace_direct
                      "ace_score", "drm_require_positive_d")  # columns of selection_runs
 
 
+# called with (todo, done) per phase on every update; the CLI draws its bars from them
+PROGRESS_LISTENERS: list[Callable[[dict[str, int], dict[str, int]], None]] = []
+
+
 class InferenceProgress:
-    """One Prefect progress artifact over the three inference phases of a run."""
+    """One Prefect progress artifact over the three inference phases of a run (and the
+    listeners' bars)."""
 
     EVERY_S = 10.0  # each update is an API call; on 2 cores they add up
 
@@ -57,15 +63,22 @@ class InferenceProgress:
         self.shown, self.last = 0.0, time.monotonic()
         self.artifact = _shown_only(create_progress_artifact, 0.0, key="rap-inference",
                                     description=self._text())
+        self._tell()
 
     def _text(self) -> str:
         return "Inference: " + " · ".join(f"{p} {self.done[p]}/{self.todo[p]}" for p in PHASES)
 
     def set_todo(self, phase: str, n: int) -> None:
         self.todo[phase] = n
+        self._tell()
+
+    def _tell(self) -> None:
+        for listener in PROGRESS_LISTENERS:
+            listener(dict(self.todo), dict(self.done))
 
     def update(self, phase: str, done: int, force: bool = False) -> None:
         self.done[phase] = done
+        self._tell()
         if self.artifact is None or not force and time.monotonic() - self.last < self.EVERY_S:
             return
         self.last = time.monotonic()
@@ -166,24 +179,23 @@ def _infer_phases(params, settings, keys, model, timings, first, plans, progress
     return inferred
 
 
-def _base_run(settings: Settings, run_id: str | None) -> dict:
+def _base_run(settings: Settings, run_id: str | None) -> SelectionRun:
     with open_store(settings.duckdb_path) as store:  # a writer: upgrades an older store
         return store.selection_run(run_id, "retune")
 
 
 def _run_record(params: RapParams, keys: FactKeys, n_rows: int, inferred: int,
-                stored: int) -> dict:
+                stored: int, n_selected: int) -> SelectionRun:
     th, resolved = params.thresholds, method_plan(params.method)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return {"run_id": f"{stamp}-{uuid.uuid4().hex[:6]}", "mode": params.mode,
-            "base_run": params.base_run, "method": params.method, "stages": resolved.stages,
-            "rebalancer": resolved.rebalancer.name if resolved.rebalancer else None,
-            **keys.model_dump(),
-            **th.model_dump(include=set(LEGACY_THRESHOLDS)),
-            "drm_k": str(th.drm_k), "params": params.model_dump_json(),
-            "samples_inferred": inferred, "samples_stored": stored, "n_rows": n_rows,
-            "n_selected": 0, "export_path": None, "mlflow_run_id": None,
-            "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+    return SelectionRun(
+        run_id=f"{stamp}-{uuid.uuid4().hex[:6]}", mode=params.mode, base_run=params.base_run,
+        method=params.method, stages=resolved.stages,
+        rebalancer=resolved.rebalancer.name if resolved.rebalancer else None,
+        **keys.model_dump(), **th.model_dump(include=set(LEGACY_THRESHOLDS)),
+        drm_k=str(th.drm_k), params=params.model_dump_json(), samples_inferred=inferred,
+        samples_stored=stored, n_rows=n_rows, n_selected=n_selected,
+        created_at=datetime.now(timezone.utc).replace(tzinfo=None))
 
 
 def _prepare_select(params: RapParams, settings: Settings, timings: dict
@@ -210,9 +222,8 @@ def _prepare_retune(params: RapParams, settings: Settings, _timings: dict
         get_run_logger().warning("retune ignores %s: it re-selects the base run's pool with "
                                  "its model and settings", ", ".join(ignored))
     base = _base_run(settings, params.base_run)
-    params.base_run = base["run_id"]
-    keys = FactKeys.model_validate({k: base[k] for k in FactKeys.model_fields})
-    return keys, 0, base["samples_inferred"] + base["samples_stored"], 0.0
+    params.base_run = base.run_id
+    return base.fact_keys, 0, base.samples_inferred + base.samples_stored, 0.0
 
 
 def run_rap(params: RapParams) -> dict:
@@ -232,14 +243,14 @@ def _select(params: RapParams, settings: Settings) -> dict:
     inputs = estimate_difficulty(settings, keys, th, params.method)
     decisions = replacement(apply_filters(inputs, th, params.method), th, params.method,
                             settings, keys.pool_id)
-    run = _run_record(params, keys, inputs.height, inferred, stored)
-    run["n_selected"] = int((decisions["state"] == "selected").sum())
+    run = _run_record(params, keys, inputs.height, inferred, stored,
+                      n_selected=int((decisions["state"] == "selected").sum()))
     result = write_selection(settings, run, decisions)
-    export_path = (export_selection(settings, run["run_id"], keys.pool_id)
+    export_path = (export_selection(settings, run.run_id, keys.pool_id)
                    if params.export else None)
     mlflow_id = (track(settings, run, params.model_dump(), result, decisions, export_path)
                  if params.track else None)
-    summary = {"run_id": run["run_id"], "mode": params.mode, "method": params.method,
+    summary = {"run_id": run.run_id, "mode": params.mode, "method": params.method,
                "funnel": result["funnel"],
                "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
                "samples_stored": stored, "inference_s": round(inference_s, 3),
@@ -249,10 +260,10 @@ def _select(params: RapParams, settings: Settings) -> dict:
                "tracking_failed": params.track and mlflow_id is None, **keys.model_dump()}
     _shown_only(create_markdown_artifact,
                 selection_markdown(summary, settings.mlflow_tracking_uri), key="rap-selection",
-                description=f"RAP {params.mode} run {run['run_id']}: {run['n_selected']} "
+                description=f"RAP {params.mode} run {run.run_id}: {run.n_selected} "
                 "selected")
     get_run_logger().info("run %s: %d rows -> %d selected (MLflow run %s, export %s)",
-                          run["run_id"], inputs.height, run["n_selected"], mlflow_id,
+                          run.run_id, inputs.height, run.n_selected, mlflow_id,
                           export_path)
     return summary
 

@@ -4,7 +4,7 @@
     rap server deploy    # register the deployments of prefect.yaml (rap/select, rap/retune)
     rap server worker    # create the process work pool if missing, run a worker on it
 
-Each command sets what the Prefect CLI would otherwise need by hand (STACK.md): the API URL,
+Each command sets what the Prefect CLI would otherwise need by hand: the API URL,
 the working directory the deployments pull to (the project root, written at deploy time),
 and the worker's data folder and result storage, so runs land in the same store as the CLI's.
 """

@@ -16,14 +16,14 @@ from rap_core.store import Store, StoreError
 def compare_runs(store: Store, run_a: str, run_b: str) -> dict:
     """overlap (one row), crosstab and groups (frames) of two runs on the same pool."""
     a, b = store.selection_run(run_a, "compare"), store.selection_run(run_b, "compare")
-    if a["pool_id"] != b["pool_id"]:
+    if a.pool_id != b.pool_id:
         raise StoreError(f"runs {run_a} and {run_b} selected from different pools "
-                         f"({a['pool_id']}, {b['pool_id']}): nothing to compare row by row")
-    keys = {"run_a": a["run_id"], "run_b": b["run_id"]}
+                         f"({a.pool_id}, {b.pool_id}): nothing to compare row by row")
+    keys = {"run_a": a.run_id, "run_b": b.run_id}
     overlap = store.query("queries/overlap_of_runs", **keys).to_dicts()[0]
     crosstab = store.query("queries/crosstab_of_runs", **keys)
     rows = store.query("queries/selected_by_group", **keys)
-    source = store.query("queries/pool_source", pool_id=a["pool_id"])["source"].to_list()
+    source = store.query("queries/pool_source", pool_id=a.pool_id)["source"].to_list()
     return {"a": a, "b": b, "overlap": overlap, "crosstab": crosstab,
             "groups": by_group(rows, builtin=source == [BUILTIN_DATA])}
 
@@ -47,8 +47,8 @@ def format_comparison(found: dict, max_rows: int = 30) -> str:
     """The comparison as terminal tables."""
     a, b, o = found["a"], found["b"], found["overlap"]
     jaccard = "n/a" if o["jaccard"] is None else f"{o['jaccard']:.3f}"
-    lines = [f"A  {a['run_id']}  ({a['method']}, {a['mode']})  selected {o['n_a']}",
-             f"B  {b['run_id']}  ({b['method']}, {b['mode']})  selected {o['n_b']}",
+    lines = [f"A  {a.run_id}  ({a.method}, {a.mode})  selected {o['n_a']}",
+             f"B  {b.run_id}  ({b.method}, {b.mode})  selected {o['n_b']}",
              f"both {o['n_both']}, only A {o['n_a'] - o['n_both']}, only B "
              f"{o['n_b'] - o['n_both']}, Jaccard {jaccard}", "",
              "how each row ended: A (rows) against B (columns)"]
@@ -59,5 +59,5 @@ def format_comparison(found: dict, max_rows: int = 30) -> str:
         if found["groups"] is not None:
             lines += ["", "selected per group", str(found["groups"])]
     lines += ["", "as SQL: SELECT * FROM run_overlap / reason_crosstab "
-              f"WHERE run_a = '{a['run_id']}' AND run_b = '{b['run_id']}'"]
+              f"WHERE run_a = '{a.run_id}' AND run_b = '{b.run_id}'"]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Parameters of one RAP selection run (the flow's typed parameter form).
 
-Defaults are the paper's (RAP_METHOD.md); every field is recorded with each run.
+Defaults are the paper's (README: How it runs); every field is recorded with each run.
 """
 
 from __future__ import annotations

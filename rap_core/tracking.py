@@ -9,6 +9,7 @@ import polars as pl
 
 from rap_core.io.outputs import manifest_path
 from rap_core.settings import Settings
+from rap_core.store.records import SelectionRun
 
 HISTOGRAMS = {"d": "D(x) = acc_mm - acc_text", "psi": "ACE psi", "acc_mm": "acc_mm"}
 
@@ -69,20 +70,20 @@ def log_record(settings: Settings, experiment_suffix: str, run_name: str, params
         return active.info.run_id
 
 
-def log_selection(settings: Settings, run: dict, params: dict, funnel: dict,
+def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: dict,
                   reasons: pl.DataFrame, decisions: pl.DataFrame,
                   export_path: str | None) -> str:
     """Log one selection run; returns the MLflow run id."""
     mlflow = _experiment(settings)
-    with mlflow.start_run(run_name=f"{run['mode']}-{run['run_id']}") as active:
+    with mlflow.start_run(run_name=f"{run.mode}-{run.run_id}") as active:
         mlflow.log_params(_flat_params(params))
-        mlflow.set_tags({k: str(run[k]) for k in ("run_id", "mode", "pool_id", "model_key",
+        mlflow.set_tags({k: str(getattr(run, k)) for k in ("run_id", "mode", "pool_id", "model_key",
                                                   "settings_key", "ace_key", "base_run")})
         mlflow.log_metrics({f"funnel.{k}": float(v) for k, v in funnel.items()})
         mlflow.log_metrics({f"reason.{r['state']}.{r['stage']}.{r['reason']}": float(r["n"])
                             for r in reasons.iter_rows(named=True)})
-        mlflow.log_metrics({"samples_inferred": run["samples_inferred"],
-                            "samples_stored": run["samples_stored"]})
+        mlflow.log_metrics({"samples_inferred": run.samples_inferred,
+                            "samples_stored": run.samples_stored})
         with tempfile.TemporaryDirectory() as tmp:
             for column, title in HISTOGRAMS.items():
                 _histogram(decisions[column], title, Path(tmp) / f"hist_{column}.png")
@@ -100,27 +101,26 @@ def log_selection(settings: Settings, run: dict, params: dict, funnel: dict,
         return active.info.run_id
 
 
-def track_stored_run(settings: Settings, run_id: str | None, force: bool = False) -> dict:
+def track_stored_run(settings: Settings, run_id: str | None, force: bool = False
+                     ) -> SelectionRun:
     """Log a stored selection run to MLflow from the store alone (e.g. after MLflow was
     unreachable during the run); returns the run record with its new mlflow_run_id."""
-    import json
-
     from rap_core.estimators.stored import counts, run_funnel
     from rap_core.store import StoreError, open_store
     with open_store(settings.duckdb_path) as store:
         run = store.selection_run(run_id, "track")
-        if run["mlflow_run_id"] and not force:
-            raise StoreError(f"run {run['run_id']} is already in MLflow as "
-                             f"{run['mlflow_run_id']} (pass --force to log it again)")
-        funnel = counts(run_funnel(store, run["run_id"]))
-        reasons = store.query("queries/reasons_of_run", run_id=run["run_id"])
-        decisions = store.query("queries/decisions_of_run", run_id=run["run_id"])
-    mlflow_id = log_selection(settings, run, json.loads(run["params"]), funnel, reasons,
-                              decisions, run["export_path"])
+        if run.mlflow_run_id and not force:
+            raise StoreError(f"run {run.run_id} is already in MLflow as "
+                             f"{run.mlflow_run_id} (pass --force to log it again)")
+        funnel = counts(run_funnel(store, run.run_id))
+        reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
+        decisions = store.query("queries/decisions_of_run", run_id=run.run_id)
+    mlflow_id = log_selection(settings, run, run.parameters, funnel, reasons, decisions,
+                              run.export_path)
     with open_store(settings.duckdb_path) as store:
-        store.execute("writes/set_run_tracking", run_id=run["run_id"],
-                      mlflow_run_id=mlflow_id, export_path=run["export_path"])
-    return {**run, "mlflow_run_id": mlflow_id}
+        store.execute("writes/set_run_tracking", run_id=run.run_id,
+                      mlflow_run_id=mlflow_id, export_path=run.export_path)
+    return run.model_copy(update={"mlflow_run_id": mlflow_id})
 
 
 def log_export(settings: Settings, mlflow_run_id: str, manifest: dict) -> None:

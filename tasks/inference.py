@@ -7,8 +7,6 @@ and the shard's sample ids, so a re-submitted shard returns its persisted result
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable
 
@@ -45,21 +43,7 @@ class _Progress:
 
 
 def _engine(model: ResolvedModel, spec: ModelSpec):
-    _kill_once_for_tests()
     return load_engine(model.path, spec.device, model.dtype, spec.system_prompt)
-
-
-def _kill_once_for_tests() -> None:
-    """Fault injection for the Ray tests: the first shard task to claim the marker file
-    named by RAP_TEST_KILL_WORKER_ONCE kills its own process, as a crashed worker would."""
-    marker = os.environ.get("RAP_TEST_KILL_WORKER_ONCE")
-    if not marker:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _rollouts(stage, shard, model, spec, rollout, batch_size, fact_key, report) -> ShardResult:

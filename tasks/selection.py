@@ -10,19 +10,19 @@ from rap_core.io.export import write_export
 from rap_core.estimators.select import DECISION_COLUMNS
 from rap_core.estimators.stored import counts, run_funnel
 from rap_core.settings import Settings
-from rap_core.store import open_store
+from rap_core.store import SelectionRun, open_store
 from rap_core.tracking import log_selection
 
 
 @task(name="write-selection", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def write_selection(settings: Settings, run: dict, decisions: pl.DataFrame) -> dict:
+def write_selection(settings: Settings, run: SelectionRun, decisions: pl.DataFrame) -> dict:
     """Store the run and one decision per input row (replacing any earlier write of it)."""
-    rows = decisions.select(DECISION_COLUMNS).with_columns(run_id=pl.lit(run["run_id"]))
+    rows = decisions.select(DECISION_COLUMNS).with_columns(run_id=pl.lit(run.run_id))
     with open_store(settings.duckdb_path) as store, store.transaction():
-        store.upsert("selection_runs", pl.DataFrame([run]))
+        store.upsert("selection_runs", run.frame())
         store.upsert("decisions", rows)
-        funnel = run_funnel(store, run["run_id"])
-        reasons = store.query("queries/reasons_of_run", run_id=run["run_id"])
+        funnel = run_funnel(store, run.run_id)
+        reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
     return {"funnel": funnel, "reasons": reasons}
 
 
@@ -42,7 +42,7 @@ def export_selection(settings: Settings, run_id: str, pool_id: str) -> str:
 
 
 @task(name="track", cache_policy=NO_CACHE)
-def track(settings: Settings, run: dict, params: dict, result: dict,
+def track(settings: Settings, run: SelectionRun, params: dict, result: dict,
           decisions: pl.DataFrame, export_path: str | None) -> str | None:
     """Log the run to MLflow and link it from the store. The selection is already stored:
     if MLflow cannot be reached, say so and return None (`rap track --run R` logs it later)."""
@@ -53,9 +53,9 @@ def track(settings: Settings, run: dict, params: dict, result: dict,
     except Exception as exc:  # any tracking-store failure: the selection stands
         get_run_logger().warning(
             "MLflow logging failed (%s: %s). The selection is stored; log it later with "
-            "`rap track --run %s`", type(exc).__name__, str(exc)[:300], run["run_id"])
+            "`rap track --run %s`", type(exc).__name__, str(exc)[:300], run.run_id)
         return None
     with open_store(settings.duckdb_path) as store:
-        store.execute("writes/set_run_tracking", run_id=run["run_id"],
+        store.execute("writes/set_run_tracking", run_id=run.run_id,
                       mlflow_run_id=mlflow_id, export_path=export_path)
     return mlflow_id

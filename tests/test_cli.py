@@ -13,7 +13,7 @@ def keep_env(monkeypatch):
 
 
 def parse(*argv):
-    return cli.params_from_args(cli.build_parser().parse_args(list(argv)))
+    return cli.parse_params(list(argv))
 
 
 def test_only_given_flags_override_defaults():
@@ -53,22 +53,40 @@ def test_query_without_a_store_says_what_to_do(data_dir, capsys):
     (["validate", "--share", "1.5"], "--share"), (["validate", "--n", "0"], "--n"),
     (["experiment", "--epochs", "0"], "--epochs")])
 def test_validate_and_experiment_refuse_out_of_range_values(argv, field, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.build_parser().parse_args(argv)
-    assert exit_info.value.code == 2 and field in capsys.readouterr().err
+    assert cli.main(argv) == 2
+    assert field in capsys.readouterr().err
 
 
-def test_server_commands_parse_and_bound_ports():
-    p = cli.build_parser()
-    args = p.parse_args(["server", "start"])
-    assert (args.action, args.host, args.port) == ("start", "127.0.0.1", 4200)
-    args = p.parse_args(["server", "worker", "--port", "4300", "--wait", "5"])
-    assert (args.action, args.port, args.wait) == ("worker", 4300, 5.0)
-    assert p.parse_args(["server", "deploy"]).port is None
-    with pytest.raises(SystemExit):
-        p.parse_args(["server", "deploy", "--port", "70000"])
-    with pytest.raises(SystemExit):
-        p.parse_args(["server"])
+def test_server_commands_parse_and_bound_ports(capsys):
+    assert cli.parse_command(["server", "start"]) == (
+        ["server", "start"], {"host": "127.0.0.1", "port": 4200})
+    assert cli.parse_command(["server", "worker", "--port", "4300", "--wait", "5"]) == (
+        ["server", "worker"], {"port": 4300, "wait": 5.0})
+    assert cli.parse_command(["server", "deploy"])[1]["port"] is None
+    assert cli.main(["server", "deploy", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
+    assert cli.main(["server"]) != 0  # an action is required
+
+
+def test_select_and_retune_flags_come_from_the_parameter_model():
+    """Every flat flow parameter is a select flag; retune has the run, the method and the
+    thresholds, nothing about pool, model or rollouts."""
+    from rap_core.params import FLOW_PARAMETERS, Thresholds
+    select = {p.name for p in cli.selection_options("select")}
+    retune = {p.name for p in cli.selection_options("retune")}
+    assert select == set(FLOW_PARAMETERS) - {"mode", "run"}
+    assert set(Thresholds.model_fields) | {"run", "method"} <= retune
+    assert not retune & {"data", "model", "m", "temperature", "head_reduce", "runner"}
+
+
+def test_help_lists_the_commands_and_the_threshold_panels(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in ("select", "retune", "query", "compare", "export", "server"))
+    assert cli.main(["retune", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Thresholds: cde" in out and "--lambda-c" in out and "--drm-allow-nonpositive-d" in out
 
 
 def test_commands_that_load_no_model_import_neither_torch_nor_transformers(tiny_model_dir,
@@ -99,9 +117,8 @@ def test_runner_flags_and_the_missing_ray_extra(monkeypatch, capsys):
 
     from rap_core.params import RunnerSpec
     from flows.runners import RunnerError, ray_task_runner
-    args = cli.build_parser().parse_args(["select", "--runner", "ray", "--ray-address",
-                                          "ray://head:10001", "--ray-num-gpus", "0.5"])
-    runner = cli.params_from_args(args).runner
+    runner = parse("select", "--runner", "ray", "--ray-address", "ray://head:10001",
+                   "--ray-num-gpus", "0.5").runner
     assert (runner.kind, runner.address, runner.num_gpus, runner.num_cpus) == (
         "ray", "ray://head:10001", 0.5, 1.0)
     assert cli.main(["select", "--runner", "spark"]) == 2

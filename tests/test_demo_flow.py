@@ -132,7 +132,7 @@ def test_demo_model_command_shows_the_shipped_model(settings, demo_model_dir, ca
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     assert cli.main(["demo-model"]) == 0
     out = capsys.readouterr().out
-    assert "(cached)" in out and "with the image" in out and str(demo_model_dir) in out
+    assert "(shipped with rap)" in out and "with the image" in out and str(demo_model_dir) in out
 
 
 def test_validate_reports_auroc_and_the_breakdown(settings, demo_model_dir, prefect_harness):

@@ -50,9 +50,12 @@ def test_ray_runner_selects_as_the_local_runner_and_survives_a_killed_worker(
                                      stderr=subprocess.STDOUT, start_new_session=True)
     try:
         marker = tmp_path / "killed"
+        env = _env(tmp_path / "ray")
+        faults = str(Path(__file__).parent / "faults")  # its sitecustomize kills one worker
+        env = dict(env, RAP_TEST_KILL_WORKER_ONCE=str(marker),
+                   PYTHONPATH=os.pathsep.join(filter(None, [faults, env.get("PYTHONPATH")])))
         ray = subprocess.run(command + ["--runner", "ray"], capture_output=True, text=True,
-                             env=dict(_env(tmp_path / "ray"),
-                                      RAP_TEST_KILL_WORKER_ONCE=str(marker)))
+                             env=env)
         local_run.wait(600)
     finally:
         _kill(local_run)

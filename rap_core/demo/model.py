@@ -3,7 +3,7 @@
 Random init from a seed, then supervised training on the train split with a share of
 text-only examples (so the text-only condition reflects a learned language prior) and a
 share of questions whose text states the answer (a prior to exploit). Same recipe, same
-weights. The recipe, and which folder the default model is, are in demo_recipe.py: the
+weights. The recipe, and which folder the default model is, are in recipe.py: the
 weights trained by the current recipe ship with rap, so it is trained here only by `rap
 demo-model --retrain` (into the data folder), or when the shipped files do not match the
 recipe. After changing the recipe, regenerate the shipped files (a test fails until then):
@@ -195,12 +195,13 @@ def log_demo_model(settings, model_dir: Path, meta: dict) -> str:
 
 
 def obtain_demo_model(settings, log: Callable[[str], None], retrain: bool = False,
-                      recipe: Recipe = Recipe(), evaluate_on: int = 1000
+                      recipe: Recipe = Recipe(), evaluate_on: int = 1000,
+                      progress: Callable[[str, int, int, float], None] | None = None
                       ) -> tuple[Path, dict | None]:
     """The demo model's folder as locate_demo_model finds it, else (or when retrain) trained
     by `recipe` into the data folder, which is then used from then on. A training is logged
     to `log` as it goes, summarised and recorded in MLflow (a failed record is reported, the
-    model is still used)."""
+    model is still used). `progress` (stage, step, steps, loss) replaces the progress lines."""
     if not retrain:
         try:
             path, note = locate_demo_model(settings.models_dir, recipe)
@@ -212,7 +213,7 @@ def obtain_demo_model(settings, log: Callable[[str], None], retrain: bool = Fals
                 upgrade_rap_folder(path)  # one saved by an older version: no retraining for that
             return path, None
     target = demo_model_dir(settings.models_dir, recipe)
-    trained = train_demo_model(target, recipe, progress=progress_reporter(log),
+    trained = train_demo_model(target, recipe, progress=progress or progress_reporter(log),
                                evaluate_on=evaluate_on)
     acc = trained["test_accuracy"]
     log(f"demo model trained in {trained['seconds']:.0f} s -> {target}; easy-VQA test "
@@ -228,7 +229,7 @@ def obtain_demo_model(settings, log: Callable[[str], None], retrain: bool = Fals
 
 def ship(trained: Path, folder: Path = SHIPPED_DIR) -> Path:
     """Copy a folder trained by the current recipe to the shipped folder, with the `shipped`
-    record (recipe hash, sha256 of each file) that demo_recipe.shipped_problem checks."""
+    record (recipe hash, sha256 of each file) that recipe.shipped_problem checks."""
     meta = read_meta(trained)
     if meta is None or meta["recipe"] != asdict(Recipe()):
         raise SystemExit(f"{trained} was not trained by the current recipe")

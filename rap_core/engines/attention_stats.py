@@ -2,7 +2,7 @@
 
 psi_j(A) = prod_{i=j..L} sigma * A[i, j] = exp(n_j * log(sigma) + S_j), with
 S_j = sum_{i>=j} log A[i, j] and n_j the run length. Storing S_j per response column makes
-sigma and ace_min_run retunable in SQL (sql/macros/ace_psi.sql) with no model call.
+sigma and ace_min_run retunable in SQL (sql/macros/psi_log.sql, psi_norm_log.sql) with no model call.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Writing a selection as the file each RL trainer loads as it is (FORMATS.md).
+"""Writing a selection as the file each RL trainer loads as it is (README: Train on the result).
 
     easyr1    Parquet: `problem` (plain string, one `<image>` per image), `answer`, `images` as
               {bytes, path} structs (self-contained)

@@ -1,4 +1,4 @@
-"""Checking a trainer file against that trainer's rules (FORMATS.md), row by row.
+"""Checking a trainer file against that trainer's rules (README: Train on the result), row by row.
 
 Each violation names the row, the rule and what is wrong, so a file that a trainer would
 reject (or silently shorten) is caught before a training job starts.

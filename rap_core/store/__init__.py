@@ -4,6 +4,7 @@ starts (preflight), the read-only query connection and the comparison of two run
 from rap_core.errors import StoreDamaged, StoreError
 from rap_core.store.db import (LOCK_WAIT_S, MIGRATIONS, SCHEMA_VERSION, SQL_DIR, Store,
                                check_whole, damage_detail, damage_in, open_store, sql)
+from rap_core.store.records import SelectionRun
 
-__all__ = ["LOCK_WAIT_S", "MIGRATIONS", "SCHEMA_VERSION", "SQL_DIR", "Store", "StoreDamaged",
+__all__ = ["LOCK_WAIT_S", "MIGRATIONS", "SCHEMA_VERSION", "SQL_DIR", "SelectionRun", "Store", "StoreDamaged",
            "StoreError", "check_whole", "damage_detail", "damage_in", "open_store", "sql"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 from rap_core.errors import StoreDamaged, StoreError
+from rap_core.store.records import SelectionRun
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 SCHEMA_VERSION = "3"
@@ -124,14 +125,14 @@ class Store:
                         f"{needed:,}; it was cut short (an interrupted copy, a full disk?)")
         return None
 
-    def selection_run(self, run_id: str | None, purpose: str) -> dict:
+    def selection_run(self, run_id: str | None, purpose: str) -> SelectionRun:
         """One selection run's record (the latest when run_id is None), or a StoreError
         saying what is missing for `purpose` ('retune', 'export', ...)."""
         found = self.query("queries/run_by_id", run_id=run_id).to_dicts()
         if not found:
             raise StoreError(f"no selection run {run_id!r} to {purpose}" if run_id
                              else f"no selection run to {purpose}: run `rap select` first")
-        return found[0]
+        return SelectionRun.model_validate(found[0])
 
     def query(self, name: str, **params) -> pl.DataFrame:
         return self.con.sql(sql(name), params=params).pl()
