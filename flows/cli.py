@@ -104,17 +104,23 @@ def params_from_options(mode: str, options: dict):
 
 def format_summary(summary: dict, settings: Settings) -> str:
     """The funnel step by step, the reasons, and where everything went."""
+    from flows.report import readmitted, reason_label
     f = summary["funnel"]
     steps = [k for k in f if k.startswith("after_")]
+    width = max([11] + [len(step) for step in steps])
+    back = readmitted(f)
+    selected = "   <- selected" + (f" (re-admitted after a drop by {back})" if back else "")
     lines = [f"RAP {summary['mode']} run {summary['run_id']}"
              f" (method {summary.get('method', 'rap')})",
-             f"  {'pool rows':<{max([11] + [len(k) for k in f])}} {f['pool_rows']:>8}   "
+             f"  {'pool rows':<{width}} {f['pool_rows']:>8}   "
              f"(errors {f['errors']}, duplicates {f['duplicates']})"]
-    width = max([11] + [len(step) for step in steps])
     lines += [f"  {'after ' + step[6:].upper():<{width}} {f[step]:>8}"
-              + ("   <- selected" if step == steps[-1] else "") for step in steps]
-    lines += ["  by state / stage / reason:"]
-    lines += [f"    {r['state']:<9}{r['stage']:<12}{r['reason']:<28}{r['n']:>8}"
+              + (selected if step == steps[-1] else "") for step in steps]
+    if summary.get("thresholds"):
+        lines += ["  thresholds  " + " ".join(f"{k}={v}" for k, v in
+                                            summary["thresholds"].items())]
+    lines += ["  by state / stage / reason (every pool row once):"]
+    lines += [f"    {r['state']:<9}{r['stage']:<12}{reason_label(r):<44}{r['n']:>8}"
               for r in summary["reasons"]]
     lines += [f"  samples inferred {summary['samples_inferred']}"
               + (f" ({summary['inference_s']:.1f} s)" if summary.get("inference_s") else "")

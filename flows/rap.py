@@ -31,7 +31,7 @@ from flows.report import selection_markdown
 from flows.runners import shard_runner
 from rap_core.estimators import plan as method_plan
 from rap_core.params import (FLOW_PARAMETERS, FactKeys, RapParams, flat_params,
-                             flow_parameter_fields, params_from_flat)
+                             flow_parameter_fields, inherit_base_run, params_from_flat)
 from rap_core.store.lock import RunLock
 from rap_core.store.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
@@ -199,7 +199,7 @@ def _run_record(params: RapParams, keys: FactKeys, n_rows: int, inferred: int,
 
 
 def _prepare_select(params: RapParams, settings: Settings, timings: dict
-                    ) -> tuple[FactKeys, int, int, float]:
+                    ) -> tuple[RapParams, FactKeys, int, int, float]:
     pool = ingest(params.data, settings)
     model = register_model(params.model, params.rollout, params.ace, settings)
     settings_key = params.rollout.key()
@@ -209,11 +209,13 @@ def _prepare_select(params: RapParams, settings: Settings, timings: dict
     inferred = _infer_missing(params, settings, keys, model, timings)
     seconds = time.perf_counter() - start
     eligible = pool.samples.filter(pl.col("image_paths").list.len() > 0).height
-    return keys, len(inferred), eligible - len(inferred), seconds
+    return params, keys, len(inferred), eligible - len(inferred), seconds
 
 
 def _prepare_retune(params: RapParams, settings: Settings, _timings: dict
-                    ) -> tuple[FactKeys, int, int, float]:
+                    ) -> tuple[RapParams, FactKeys, int, int, float]:
+    """The base run's facts and parameters: thresholds not given are the base run's, and
+    the pool, model and settings recorded are those whose facts are re-selected."""
     given, default = flat_params(params), flat_params(RapParams())
     ignored = [name for name, (group, _) in FLOW_PARAMETERS.items()
                if group in ("data", "model", "rollout", "ace", "runner")
@@ -222,8 +224,10 @@ def _prepare_retune(params: RapParams, settings: Settings, _timings: dict
         get_run_logger().warning("retune ignores %s: it re-selects the base run's pool with "
                                  "its model and settings", ", ".join(ignored))
     base = _base_run(settings, params.base_run)
+    params = inherit_base_run(params, base.parameters, base.model_dump(
+        include=set(LEGACY_THRESHOLDS) | {"drm_k"}))
     params.base_run = base.run_id
-    return base.fact_keys, 0, base.samples_inferred + base.samples_stored, 0.0
+    return params, base.fact_keys, 0, base.samples_inferred + base.samples_stored, 0.0
 
 
 def run_rap(params: RapParams) -> dict:
@@ -238,8 +242,8 @@ def run_rap(params: RapParams) -> dict:
 def _select(params: RapParams, settings: Settings) -> dict:
     prepare = _prepare_retune if params.mode == "retune" else _prepare_select
     phases: dict = {}
-    keys, inferred, stored, inference_s = prepare(params, settings, phases)
-    th = params.thresholds
+    params, keys, inferred, stored, inference_s = prepare(params, settings, phases)
+    th = params.thresholds  # a retune's: the base run's where not given
     inputs = estimate_difficulty(settings, keys, th, params.method)
     decisions = replacement(apply_filters(inputs, th, params.method), th, params.method,
                             settings, keys.pool_id)
@@ -252,6 +256,8 @@ def _select(params: RapParams, settings: Settings) -> dict:
                  if params.track else None)
     summary = {"run_id": run.run_id, "mode": params.mode, "method": params.method,
                "funnel": result["funnel"],
+               "thresholds": {name: getattr(th, name)
+                              for name in method_plan(params.method).threshold_names},
                "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
                "samples_stored": stored, "inference_s": round(inference_s, 3),
                "inference_phases": phases,

@@ -15,18 +15,37 @@ def markdown_table(frame: pl.DataFrame, floats: int = 2) -> str:
     return "\n".join(lines)
 
 
-def selection_markdown(summary: dict, tracking_uri: str, top: int = 8) -> str:
-    """The funnel, the top drop reasons and where the results went, for one run."""
+def readmitted(funnel: dict) -> str:
+    """'CDE 200, ACE 54': the rebalancer's re-admissions by the filter that had dropped them
+    ('' when it brought none back)."""
+    counts = {k.removeprefix("readmitted_from_"): n for k, n in funnel.items()
+              if k.startswith("readmitted_from_")}
+    return ", ".join(f"{s.upper()} {n}" for s, n in counts.items()) if any(
+        counts.values()) else ""
+
+
+def reason_label(reason: dict) -> str:
+    """The reason, with the filter a re-admitted row had been dropped by."""
+    back = reason.get("readmitted_from")
+    return reason["reason"] + (f" (was dropped by {back.upper()})" if back else "")
+
+
+def selection_markdown(summary: dict, tracking_uri: str) -> str:
+    """The funnel, every (state, stage, reason) with its count (they add up to the pool) and
+    where the results went, for one run."""
     f = summary["funnel"]
     steps = [k for k in f if k.startswith("after_")]
     funnel = pl.DataFrame({
         "stage": ["pool rows"] + [f"after {s[6:].upper()}" + (" (selected)" if s == steps[-1]
                                                                else "") for s in steps],
         "samples": [f["pool_rows"]] + [f[s] for s in steps]})
-    reasons = pl.DataFrame(summary["reasons"], schema={
-        "state": pl.String, "stage": pl.String, "reason": pl.String, "n": pl.Int64})
-    dropped = (reasons.filter(pl.col("state") != "selected").sort("n", descending=True)
-               .head(top))
+    reasons = pl.DataFrame({
+        "state": [r["state"] for r in summary["reasons"]],
+        "stage": [r["stage"] for r in summary["reasons"]],
+        "reason": [reason_label(r) for r in summary["reasons"]],
+        "n": [r["n"] for r in summary["reasons"]]},
+        schema={"state": pl.String, "stage": pl.String, "reason": pl.String, "n": pl.Int64})
+    back = readmitted(f)
     run = summary["run_id"]
     mlflow = (f"`{summary['mlflow_run_id']}` (tracking URI `{tracking_uri}`)"
               if summary["mlflow_run_id"] else
@@ -35,10 +54,11 @@ def selection_markdown(summary: dict, tracking_uri: str, top: int = 8) -> str:
     return "\n".join([
         f"# RAP {summary['mode']} run `{run}` (method {summary.get('method', 'rap')})", "",
         markdown_table(funnel), "",
+        *([f"Of the selected, re-admitted after a drop by {back}.", ""] if back else []),
         f"Errors {f['errors']}, duplicate rows {f['duplicates']}. Samples inferred in this "
         f"run: {summary['samples_inferred']}; found stored: {summary['samples_stored']}.", "",
-        "## Top drop reasons", "",
-        markdown_table(dropped) if dropped.height else "Nothing was dropped.", "",
+        "## Every row, by state, stage and reason", "",
+        markdown_table(reasons) if reasons.height else "No rows.", "",
         "## Where the results are", "",
         f"- MLflow run: {mlflow}",
         f"- Export: `{summary['export_path']}`" if summary["export_path"] else "- Export: none",

@@ -5,7 +5,8 @@ Defaults are the paper's (README: How it runs); every field is recorded with eac
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+from typing import Literal, Optional
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic.fields import FieldInfo
@@ -139,24 +140,59 @@ def _group_model(group: str | None) -> type[BaseModel]:
 
 
 def flow_parameter_fields() -> dict[str, FieldInfo]:
-    """Each flat parameter's field (type, default, constraints, description)."""
-    return {name: _group_model(group).model_fields[field]
-            for name, (group, field) in FLOW_PARAMETERS.items()}
+    """Each flat parameter's field (type, default, constraints, description). A threshold is
+    optional: not given (None) means its default for a selection, the base run's value for
+    a retune."""
+    fields = {}
+    for name, (group, field) in FLOW_PARAMETERS.items():
+        info = _group_model(group).model_fields[field]
+        fields[name] = _not_given_means_inherited(info) if group == "thresholds" else info
+    return fields
+
+
+def _not_given_means_inherited(info: FieldInfo) -> FieldInfo:
+    optional = copy.copy(info)
+    optional.annotation = Optional[info.annotation]
+    default = "" if info.default is None else f"default {info.default}; "
+    optional.description = f"{info.description} ({default}a retune: the base run's)"
+    optional.default = None
+    return optional
 
 
 def params_from_flat(values: dict) -> RapParams:
-    """RapParams from flat flow parameters (unknown names are refused)."""
+    """RapParams from flat flow parameters (unknown names are refused; a threshold given as
+    None is not given)."""
     nested: dict = {}
     for name, value in values.items():
         if name not in FLOW_PARAMETERS:
             raise ValueError(f"unknown rap parameter {name!r}")
         group, field = FLOW_PARAMETERS[name]
+        if group == "thresholds" and value is None:
+            continue
         (nested if group is None else nested.setdefault(group, {}))[field] = value
     return RapParams.model_validate(nested)
 
 
 def flat_params(params: RapParams) -> dict:
-    """The flat flow parameters that reproduce params."""
-    dumped = params.model_dump()
-    return {name: dumped[field] if group is None else dumped[group][field]
+    """The flat flow parameters that reproduce params (thresholds not given stay None)."""
+    dumped, given = params.model_dump(), params.thresholds.model_fields_set
+    return {name: dumped[field] if group is None else
+            None if group == "thresholds" and field not in given else dumped[group][field]
             for name, (group, field) in FLOW_PARAMETERS.items()}
+
+
+def inherit_base_run(params: RapParams, base: dict, columns: dict) -> RapParams:
+    """A retune's whole parameters: the base run's pool, model, rollout settings and
+    attention pass (the facts it re-selects), and its thresholds except those given.
+    `base` is the base run's stored parameters, `columns` its threshold columns (older runs
+    kept some thresholds there only)."""
+    stored = {**columns, **base.get("thresholds", {})}
+    given = params.thresholds.model_dump(include=params.thresholds.model_fields_set)
+    update: dict = {"thresholds": Thresholds.model_validate(
+        {**{k: v for k, v in stored.items() if k in Thresholds.model_fields}, **given})}
+    for group in ("data", "model", "rollout", "ace"):
+        try:
+            update[group] = type(getattr(params, group)).model_validate(base[group])
+        except (KeyError, TypeError, ValueError):  # a run of an older rap: keep the defaults
+            pass
+    return params.model_copy(update=update)

@@ -70,6 +70,13 @@ def log_record(settings: Settings, experiment_suffix: str, run_name: str, params
         return active.info.run_id
 
 
+def _reason_metric(r: dict) -> str:
+    """reason.<state>.<stage>.<reason>[.from_<stage>]: a re-admitted row's metric names the
+    filter that had dropped it."""
+    back = r.get("readmitted_from")
+    return f"reason.{r['state']}.{r['stage']}.{r['reason']}" + (f".from_{back}" if back else "")
+
+
 def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: dict,
                   reasons: pl.DataFrame, decisions: pl.DataFrame,
                   export_path: str | None) -> str:
@@ -77,10 +84,11 @@ def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: d
     mlflow = _experiment(settings)
     with mlflow.start_run(run_name=f"{run.mode}-{run.run_id}") as active:
         mlflow.log_params(_flat_params(params))
-        mlflow.set_tags({k: str(getattr(run, k)) for k in ("run_id", "mode", "pool_id", "model_key",
-                                                  "settings_key", "ace_key", "base_run")})
+        mlflow.set_tags({k: str(getattr(run, k)) for k in (
+            "run_id", "mode", "method", "pool_id", "model_key", "settings_key", "ace_key",
+            "base_run")})
         mlflow.log_metrics({f"funnel.{k}": float(v) for k, v in funnel.items()})
-        mlflow.log_metrics({f"reason.{r['state']}.{r['stage']}.{r['reason']}": float(r["n"])
+        mlflow.log_metrics({_reason_metric(r): float(r["n"])
                             for r in reasons.iter_rows(named=True)})
         mlflow.log_metrics({"samples_inferred": run.samples_inferred,
                             "samples_stored": run.samples_stored})
@@ -92,6 +100,7 @@ def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: d
                 Path(tmp) / "decisions.csv")  # passed: 'cde,ace'; CSV holds no lists
             decisions.filter(pl.col("state") == "selected").select(
                 "sample_id", "stage", "reason").write_csv(Path(tmp) / "selected_ids.csv")
+            reasons.write_csv(Path(tmp) / "reasons.csv")  # every row once, by its outcome
             mlflow.log_artifacts(tmp, artifact_path="selection")
         if export_path:
             mlflow.log_param("export_path", export_path)

@@ -38,8 +38,27 @@ def replacement(filtered: pl.DataFrame, th: Thresholds, method: str, settings: S
                 pool_id: str) -> pl.DataFrame:
     """The method's rebalancer (DRM for rap: swap easy survivors for hard, solvable,
     image-dependent rejected samples; random: a seeded pick)."""
-    return rebalance(filtered, plan(method), th, Context(
+    resolved = plan(method)
+    out = rebalance(filtered, resolved, th, Context(
         selected_count=lambda like: selected_count(settings, pool_id, like)))
+    if resolved.rebalancer:
+        get_run_logger().info("%s", rebalance_report(resolved.rebalancer.name, filtered, out,
+                                                      resolved.rebalancer.reasons))
+    return out
+
+
+def rebalance_report(name: str, before: pl.DataFrame, after: pl.DataFrame,
+                     reasons: tuple[str, ...]) -> str:
+    """'drm: drm_replaced_easy 306 (mean difficulty 0.00), ...; selected 339, mean
+    difficulty 0.21 -> 0.45'."""
+    def mean(frame: pl.DataFrame) -> str:
+        value = frame["difficulty"].mean()
+        return "n/a" if value is None else f"{value:.2f}"
+    parts = [f"{r} {after.filter(pl.col('reason') == r).height} (mean difficulty "
+             f"{mean(after.filter(pl.col('reason') == r))})" for r in reasons]
+    chosen = [frame.filter(pl.col("state") == "selected") for frame in (before, after)]
+    return (f"{name}: {', '.join(parts)}; selected {chosen[0].height} -> {chosen[1].height}, "
+            f"mean difficulty {mean(chosen[0])} -> {mean(chosen[1])}")
 
 
 def selected_count(settings: Settings, pool_id: str, run_id: str | None) -> int:

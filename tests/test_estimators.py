@@ -165,35 +165,87 @@ def drm_pool():
         row(3, 0.2, 0.0), row(4, 0.4, 0.0),      # CDE-rejected, solvable, D > 0
         row(5, 0.0, 0.0),                        # unsolvable: never a replacement
         row(6, 0.6, 0.6),                        # D = 0: not image-dependent
-        row(7, 1.0, 0.0, psi_log=0.0),           # ACE-rejected, but acc_mm = 1
+        row(7, 1.0, 0.0, psi_log=0.0),           # ACE-rejected, but acc_mm = 1: never harder
+        row(8, 0.6, 0.0, psi_log=0.0),           # ACE-rejected, solvable, harder than s2
     ]
 
 
-def test_drm_auto_k_swaps_easiest_for_hardest():
-    out = by_sample(select(frame(drm_pool()), Thresholds()))
-    # k = 2 survivors with acc_mm = 1; easiest first by acc_mm desc then lower D
-    assert out["s1"] == ("dropped", "drm", "drm_replaced_easy")
-    assert out["s0"] == ("dropped", "drm", "drm_replaced_easy")
-    assert out["s3"] == ("selected", "drm", "drm_hard_replacement")
-    assert out["s4"] == ("selected", "drm", "drm_hard_replacement")
+def swaps(decisions) -> list[tuple[str, str]]:
+    """(replaced survivor, its replacement) pairs, read from the decisions' details."""
+    d = decisions.filter(pl.col("reason") == "drm_replaced_easy")
+    return sorted((r["sample_id"], r["detail"].split()[2]) for r in d.iter_rows(named=True))
+
+
+def test_drm_auto_k_swaps_easiest_for_strictly_harder():
+    decisions = select(frame(drm_pool()), Thresholds())
+    out = by_sample(decisions)
+    # pairs in order: s1 (1.0, D 0.8) <- s3 (0.2), s0 (1.0, D 1.0) <- s4 (0.4); auto stops at
+    # the two survivors with acc_mm = 1 (s2 <- s8 would be strictly harder too)
+    assert swaps(decisions) == [("s0", "s4"), ("s1", "s3")]
     assert out["s2"] == ("selected", "ace", "passed_cde_ace")
-    assert out["s5"][0] == out["s6"][0] == out["s7"][0] == "dropped"
+    assert out["s5"][0] == out["s6"][0] == out["s7"][0] == out["s8"][0] == "dropped"
+    detail = decisions.filter(pl.col("sample_id") == "s3")["detail"][0]
+    assert detail == "re-admitted, was cde_language_prior; replaces s1 (acc_mm 0.20 < 1.00)"
 
 
-def test_drm_k_capped_and_ties_by_lower_d():
-    out = by_sample(select(frame(drm_pool()), Thresholds(drm_k=1)))
-    assert out["s1"][2] == "drm_replaced_easy" and out["s0"][0] == "selected"
-    assert out["s3"][2] == "drm_hard_replacement" and out["s4"][2] == "cde_language_prior"
-    capped = select(frame(drm_pool()), Thresholds(drm_k=50))
-    assert (capped["reason"] == "drm_hard_replacement").sum() == 3  # s3, s4, s7 eligible
-    assert (capped["state"] == "selected").sum() == 3  # DRM keeps the size constant
+def test_drm_explicit_k_is_capped_by_the_strictly_harder_pairs():
+    one = select(frame(drm_pool()), Thresholds(drm_k=1))
+    assert swaps(one) == [("s1", "s3")]
+    many = select(frame(drm_pool()), Thresholds(drm_k=50))
+    # s2 (0.8) <- s8 (0.6, dropped by ACE) is the third pair; s7 (1.0) is never harder
+    assert swaps(many) == [("s0", "s4"), ("s1", "s3"), ("s2", "s8")]
+    assert (many["state"] == "selected").sum() == 3  # DRM keeps the size constant
+    assert by_sample(many)["s7"][2] == "ace_attention_bias"
+
+
+def test_drm_pool_cde_rejected_keeps_ace_drops_out():
+    everything = by_sample(select(frame(drm_pool()), Thresholds(drm_k=50)))
+    assert everything["s8"] == ("selected", "drm", "drm_hard_replacement")
+    cde_only = select(frame(drm_pool()), Thresholds(drm_k=50, drm_pool="cde_rejected"))
+    assert swaps(cde_only) == [("s0", "s4"), ("s1", "s3")]
+    assert by_sample(cde_only)["s8"] == ("dropped", "ace", "ace_attention_bias")
+
+
+def test_a_readmitted_ace_drop_keeps_both_facts():
+    decisions = select(frame(drm_pool()), Thresholds(drm_k=50))
+    s8 = decisions.filter(pl.col("sample_id") == "s8").row(0, named=True)
+    assert (s8["state"], s8["reason"], s8["passed"]) == ("selected", "drm_hard_replacement",
+                                                         ["cde"])  # passed CDE, not ACE
+    assert s8["detail"].startswith("re-admitted, was ace_attention_bias; replaces s2")
 
 
 def test_drm_can_allow_nonpositive_d():
     out = by_sample(select(frame(drm_pool()), Thresholds(drm_k=50,
                                                          drm_require_positive_d=False)))
-    assert out["s6"][2] == "drm_hard_replacement"
-    assert out["s5"][2] == "cde_language_prior"  # acc_mm = 0 stays ineligible
+    # s6 (0.6, D = 0) now ties s8 (0.6, D 0.6): the higher D goes first
+    assert out["s8"][2] == "drm_hard_replacement" and out["s6"][2] == "cde_language_prior"
+    out = by_sample(select(frame([row(0, 1.0, 0.0), row(1, 0.6, 0.6)]),
+                           Thresholds(drm_require_positive_d=False)))
+    assert out["s1"][2] == "drm_hard_replacement"
+    assert out["s0"][2] == "drm_replaced_easy"
+    assert by_sample(select(frame(drm_pool()), Thresholds(drm_k=50)))["s5"][2] == \
+        "cde_language_prior"  # acc_mm = 0 is never eligible
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("pool", ["all_rejected", "cde_rejected"])
+@pytest.mark.parametrize("k", ["auto", 3, 1000])
+def test_no_replacement_is_as_easy_as_what_it_replaces(seed, pool, k):
+    rng = np.random.default_rng(seed)
+    rows = [row(i, float(rng.integers(0, 6)) / 5, float(rng.integers(0, 6)) / 5,
+                psi_log=float(rng.choice([-10.0, 0.0]))) for i in range(60)]
+    th = Thresholds(drm_k=k, drm_pool=pool)
+    decisions = select(frame(rows), th)
+    acc = dict(zip(decisions["sample_id"], decisions["acc_mm"]))
+    pairs = [(easy, hard) for easy, hard in swaps(decisions)]
+    assert all(acc[hard] < acc[easy] for easy, hard in pairs)
+    assert len(pairs) == (decisions["reason"] == "drm_hard_replacement").sum()
+    if k == "auto":
+        easy_survivors = decisions.filter(pl.col("passed").list.len() == 2)
+        assert len(pairs) <= (easy_survivors["acc_mm"] >= 1).sum()
+    if pool == "cde_rejected":
+        back = decisions.filter(pl.col("reason") == "drm_hard_replacement")
+        assert (back["passed"].list.len() == 0).all()  # all had been dropped by CDE
 
 
 def test_every_row_ends_in_exactly_one_state():

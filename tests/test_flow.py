@@ -233,6 +233,43 @@ def test_rap_export_writes_checks_and_logs_each_format(settings, tmp_path, monke
     assert cli.main(["export", "--run", "nope", "--format", "verl"]) == 2
 
 
+def test_retune_changes_only_what_is_given_and_records_what_it_used(settings, tmp_path,
+                                                                     monkeypatch, capsys):
+    """Thresholds not given are the base run's (CLI and flow parameters alike); the run's
+    record and its MLflow parameters show the base run's pool, model and rollouts."""
+    from flows import cli
+    from flows.rap import run_flow
+    from rap_core.params import params_from_flat
+    monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
+    six = scripted_easy_vqa(tmp_path, SIX)
+    base = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False, export=False,
+               thresholds=Thresholds(lambda_a=1e-5, drm_pool="cde_rejected", sigma=3.0))
+    assert cli.main(["retune", "--lambda-c", "0.3", "--no-export"]) == 0
+    assert "lambda_c=0.3 sigma=3.0 lambda_a=1e-05" in capsys.readouterr().out
+    by_flow = run_flow(params_from_flat({"mode": "retune", "run": base["run_id"],
+                                         "sigma": 2.5, "lambda_c": None, "track": False}))
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        runs = {r.run_id: r for r in (store.selection_run(i, "test") for i in
+                                      (base["run_id"], by_flow["run_id"]))}
+        latest_cli = store.con.sql("SELECT run_id FROM selection_runs WHERE mode = 'retune' "
+                                   "ORDER BY created_at LIMIT 1").fetchall()[0][0]
+        runs[latest_cli] = store.selection_run(latest_cli, "test")
+    th_cli = runs[latest_cli].parameters["thresholds"]
+    assert (th_cli["lambda_c"], th_cli["lambda_a"], th_cli["sigma"], th_cli["drm_pool"]) == (
+        0.3, 1e-5, 3.0, "cde_rejected")
+    th_flow = runs[by_flow["run_id"]].parameters["thresholds"]
+    assert (th_flow["lambda_c"], th_flow["lambda_a"], th_flow["sigma"]) == (0.5, 1e-5, 2.5)
+    for retune in (runs[latest_cli], runs[by_flow["run_id"]]):
+        used = retune.parameters
+        assert used["data"]["limit"] == 6 and used["model"]["path"] == six.path
+        assert used["rollout"]["m"] == 2 and used["rollout"]["max_new_tokens"] == 8
+    logged = mlflow.MlflowClient(settings.mlflow_tracking_uri).get_run(
+        runs[latest_cli].mlflow_run_id).data
+    assert logged.params["thresholds.lambda_a"] == "1e-05"
+    assert logged.params["data.limit"] == "6" and logged.params["model.path"] == six.path
+    assert logged.params["rollout.m"] == "2"
+
+
 def test_mlflow_unreachable_costs_nothing_and_rap_track_logs_later(settings, tmp_path,
                                                                   monkeypatch, capsys):
     from flows import cli

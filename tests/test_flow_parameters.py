@@ -47,7 +47,10 @@ def test_flow_form_has_types_bounds_defaults_and_descriptions():
         assert prop.get("default") == defaults[name], name
     assert (schema["m"]["minimum"], schema["m"]["maximum"]) == (1, 64)
     assert schema["mode"]["enum"] == ["select", "retune"]
-    assert schema["lambda_c"]["type"] == "number"
+    # thresholds are optional: empty means the default, or a retune's base run's value
+    assert {"type": "number"} in schema["lambda_c"]["anyOf"]
+    assert {"type": "null"} in schema["lambda_c"]["anyOf"] and defaults["lambda_c"] is None
+    assert "a retune: the base run's" in schema["lambda_c"]["description"]
     assert {"minimum": 0, "type": "integer"} in schema["drm_k"]["anyOf"]
     assert "Args:" not in rap.description
 
@@ -56,8 +59,11 @@ def test_selection_markdown_names_funnel_reasons_and_places():
     summary = {
         "run_id": "R1", "mode": "select", "samples_inferred": 5, "samples_stored": 2,
         "funnel": {"pool_rows": 9, "after_cde": 4, "after_ace": 3, "after_drm": 3,
-                   "errors": 1, "duplicates": 1},
-        "reasons": [{"state": "selected", "stage": "drm", "reason": "passed_cde_ace", "n": 3},
+                   "errors": 1, "duplicates": 1, "readmitted_from_cde": 1,
+                   "readmitted_from_ace": 0},
+        "reasons": [{"state": "selected", "stage": "ace", "reason": "passed_cde_ace", "n": 2},
+                    {"state": "selected", "stage": "drm", "reason": "drm_hard_replacement",
+                     "readmitted_from": "cde", "n": 1},
                     {"state": "dropped", "stage": "cde", "reason": "cde_language_prior",
                      "n": 4},
                     {"state": "dropped", "stage": "ace", "reason": "ace_low_attention",
@@ -65,12 +71,15 @@ def test_selection_markdown_names_funnel_reasons_and_places():
                     {"state": "error", "stage": "ingest", "reason": "image_missing", "n": 2}],
         "duckdb_path": "/d/rap.duckdb", "export_path": "/d/exports/R1/easyr1.parquet",
         "mlflow_run_id": "abc123", "pool_id": "P", "model_key": "M", "settings_key": "S"}
-    text = selection_markdown(summary, "sqlite:///d/mlflow.db", top=2)
+    text = selection_markdown(summary, "sqlite:///d/mlflow.db")
     assert "# RAP select run `R1`" in text and "| after DRM (selected) | 3 |" in text
     assert "| dropped | cde | cde_language_prior | 4 |" in text
-    assert "image_missing" in text and "ace_low_attention" not in text  # top 2 only
-    assert "passed_cde_ace" not in text
+    # every row once, the selected side included
+    assert "image_missing" in text and "ace_low_attention" in text
+    assert "| selected | ace | passed_cde_ace | 2 |" in text
+    assert "| selected | drm | drm_hard_replacement (was dropped by CDE) | 1 |" in text
+    assert "re-admitted after a drop by CDE 1, ACE 0" in text
     assert "`abc123`" in text and "/d/exports/R1/easyr1.parquet" in text
     untracked = selection_markdown({**summary, "mlflow_run_id": None, "export_path": None,
                                     "reasons": []}, "x")
-    assert "MLflow run: not tracked" in untracked and "Nothing was dropped." in untracked
+    assert "MLflow run: not tracked" in untracked and "No rows." in untracked

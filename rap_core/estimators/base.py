@@ -88,7 +88,7 @@ class Context:
     """What a rebalancer may ask of the store (e.g. the size of another run's selection)."""
 
     selected_count: Callable[[str | None], int] = lambda run_id: 0
-    filter_reasons: tuple[str, ...] = ()
+    filter_reasons: dict[str, str] = field(default_factory=dict)  # filter name -> its reason
 
 
 FILTERS: dict[str, Filter] = {}
@@ -115,6 +115,12 @@ class Plan:
     @property
     def stages(self) -> list[str]:
         return [f.stage_name for f in self.filters]
+
+    @property
+    def threshold_names(self) -> list[str]:
+        """The thresholds this method reads, filters first."""
+        parts = [*self.filters, *([self.rebalancer] if self.rebalancer else [])]
+        return [name for part in parts for name in part.thresholds.model_fields]
 
     @property
     def steps(self) -> list[str]:

@@ -92,7 +92,7 @@ def rebalance(decisions: pl.DataFrame, plan: Plan, th, context: Context) -> pl.D
     """The method's rebalancer over the filtered decisions (unchanged without one)."""
     if plan.rebalancer is None:
         return decisions
-    context.filter_reasons = tuple(f.reason for f in plan.filters)
+    context.filter_reasons = {f.name: f.reason for f in plan.filters}
     own = thresholds_for(plan.rebalancer.thresholds, th)
     return plan.rebalancer.apply(decisions, own, context)
 

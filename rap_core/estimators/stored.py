@@ -41,12 +41,15 @@ def selection_inputs(store: Store, plan: Plan, keys: FactKeys, th: BaseModel) ->
 
 def run_funnel(store: Store, run_id: str) -> dict:
     """run_id, pool rows, errors, duplicates, then each step of the method's funnel
-    (after_cde, after_ace, after_drm for rap) and the selected count."""
+    (after_cde, after_ace, after_drm for rap), the selected count and, with a rebalancer,
+    readmitted_from_<stage>: the selected rows that filter had dropped (DRM's replacements)."""
     wide = store.query("queries/funnel_of_run", run_id=run_id).to_dicts()[0]
     steps = store.query("queries/funnel_steps_of_run", run_id=run_id)
     funnel = {k: wide[k] for k in ("run_id", "pool_rows", "errors", "duplicates")}
     funnel.update({s: int(n) for s, n in steps.iter_rows() if s != "pool_rows"})
     funnel["selected"] = wide["selected"]
+    readmitted = store.query("queries/readmitted_of_run", run_id=run_id)
+    funnel.update({f"readmitted_from_{s}": int(n) for s, n in readmitted.iter_rows()})
     return funnel
 
 
