@@ -8,6 +8,8 @@ import polars as pl
 def markdown_table(frame: pl.DataFrame, floats: int = 2) -> str:
     """A GitHub markdown table of a small frame."""
     def cell(v):
+        if v is None or (isinstance(v, float) and v != v):
+            return "–"
         return f"{v:.{floats}f}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(frame.columns) + " |",
              "|" + "|".join("---" for _ in frame.columns) + "|"]

@@ -51,9 +51,11 @@ def _experiment(settings: Settings, suffix: str = ""):
 
 def log_record(settings: Settings, experiment_suffix: str, run_name: str, params: dict,
                metrics: dict, tags: dict | None = None, artifacts: dict[str, str] | None = None,
-               series: dict[str, list[float]] | None = None) -> str:
+               series: dict[str, list[float]] | None = None,
+               curves: dict[str, list[tuple[int, float]]] | None = None) -> str:
     """Log one record (demo model training, validation, experiment) to the experiment
-    `<rap experiment><suffix>`; artifacts are {file name: text}, series are step metrics."""
+    `<rap experiment><suffix>`; artifacts are {file name: text}, series are metrics per
+    step 0, 1, ..., curves metrics at the steps given as (step, value)."""
     mlflow = _experiment(settings, experiment_suffix)
     with mlflow.start_run(run_name=run_name) as active:
         mlflow.log_params(_flat_params(params))
@@ -62,6 +64,9 @@ def log_record(settings: Settings, experiment_suffix: str, run_name: str, params
         for name, values in (series or {}).items():
             for step, value in enumerate(values):
                 mlflow.log_metric(name, float(value), step=step)
+        for name, points in (curves or {}).items():
+            for step, value in points:
+                mlflow.log_metric(name, float(value), step=int(step))
         if artifacts:
             with tempfile.TemporaryDirectory() as tmp:
                 for file_name, text in artifacts.items():

@@ -140,6 +140,13 @@ def evaluate_on_test_split(model, processor, n: int = 1000, seed: int = 0) -> di
 
 def greedy_accuracy(model, processor, questions: list[Question], with_images: bool,
                     batch_size: int = 64) -> float:
+    correct = greedy_correct(model, processor, questions, with_images, batch_size)
+    return sum(correct) / max(1, len(questions))
+
+
+def greedy_correct(model, processor, questions: list[Question], with_images: bool,
+                   batch_size: int = 64) -> list[bool]:
+    """Per question: is the greedy answer right (graded as CDE grades)?"""
     from rap_core.engines.base import PromptItem
     from rap_core.grading import grade
     from rap_core.engines.hf import HFEngine
@@ -147,13 +154,13 @@ def greedy_accuracy(model, processor, questions: list[Question], with_images: bo
     processor.tokenizer.padding_side = "left"
     engine = HFEngine.from_loaded(model, processor)
     rollout = RolloutSettings(m=1, temperature=0.0, max_new_tokens=24)
-    correct = 0
+    correct = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start:start + batch_size]
         items = [PromptItem(str(i), q.question, (q.image,)) for i, q in enumerate(chunk)]
         for q, responses in zip(chunk, engine.generate(items, with_images, rollout)):
-            correct += grade(q.answer, responses[0].text)[1]
-    return correct / max(1, len(questions))
+            correct.append(bool(grade(q.answer, responses[0].text)[1]))
+    return correct
 
 
 def progress_reporter(emit: Callable[[str], None], every: float = 0.1):
