@@ -265,8 +265,9 @@ def run_grpo_experiment(settings: Settings, cfg: GrpoExperimentConfig = GrpoExpe
                    metrics={k: v for k, v in record.items()
                             if isinstance(v, (int, float)) and k != "seed" and v == v},
                    tags={"selection_run": row.get("selection_run", "")},
-                   curves={"accuracy": [(p["step"], p["accuracy"]) for p in row["curve"]],
-                           "reward": row["reward"], "zero_advantage_share": row["zero_std"]})
+                   curves={"curve.accuracy": [(p["step"], p["accuracy"]) for p in row["curve"]],
+                           "curve.reward": row["reward"],
+                           "curve.zero_advantage_share": row["zero_std"]})
     log_record(settings, "-miniature-grpo", "summary", params=config,
                metrics={f"{r['arm']}.{k}": r[k] for r in table.to_dicts()
                         for k in ("accuracy", "train_seconds") if r[k] is not None},

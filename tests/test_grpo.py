@@ -108,6 +108,8 @@ def test_rap_experiment_grpo_end_to_end_with_minimal_sizes(settings, demo_model_
     assert {d.metrics["steps"] for d in trained if d.metrics["train_samples"] > 0} == {3.0}
     assert runs["seed0-rap"].data.metrics["train_samples"] == \
         runs["seed0-random"].data.metrics["train_samples"]
-    history = client.get_metric_history(runs["seed0-full"].info.run_id, "accuracy")
+    history = client.get_metric_history(runs["seed0-full"].info.run_id, "curve.accuracy")
     assert [m.step for m in history] == [0, 1, 2, 3]
+    rewards = client.get_metric_history(runs["seed0-full"].info.run_id, "curve.reward")
+    assert [m.step for m in rewards] == [1, 2, 3]
     assert json.loads(json.dumps(runs["summary"].data.metrics))  # a summary was logged
