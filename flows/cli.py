@@ -43,6 +43,7 @@ FLAG_NAMES = {
     "export": "--export/--no-export", "track": "--track/--no-track",
     "drm_require_positive_d": "--drm-require-positive-d/--drm-allow-nonpositive-d",
     "allow_outside_paths": "--allow-outside-paths/--no-allow-outside-paths",
+    "all_rollouts": "--all-rollouts/--skip-settled-rollouts",
 }
 PANELS = {"data": "Pool", "model": "Model", "rollout": "Rollouts",
           "ace": "ACE attention pass (a new pass when changed)", "runner": "Where inference runs",
@@ -125,10 +126,25 @@ def format_summary(summary: dict, settings: Settings) -> str:
     lines += [f"  samples inferred {summary['samples_inferred']}"
               + (f" ({summary['inference_s']:.1f} s)" if summary.get("inference_s") else "")
               + f", found stored {summary['samples_stored']}",
+              *_phase_lines(summary.get("inference_phases") or {}),
               f"  DuckDB      {summary['duckdb_path']}",
               f"  MLflow run  {_tracking(summary)}  [{settings.mlflow_tracking_uri}]",
               f"  export      {summary['export_path'] or '(none)'}"]
     return "\n".join(lines)
+
+
+def _phase_lines(phases: dict) -> list[str]:
+    """Generated tokens per rollout phase, and the samples whose text-only rollouts were
+    skipped."""
+    tokens = [f"{p} {f['generated_tokens']:,}" for p, f in phases.items()
+              if f.get("generated_tokens")]
+    skipped = phases.get("text-only", {}).get("skipped_samples")
+    lines = [f"  generated tokens: {', '.join(tokens)}"] if tokens else []
+    if skipped:
+        lines.append(f"  text-only rollouts skipped for {skipped} samples with no right "
+                     "multimodal answer (they cannot pass CDE or be DRM replacements; "
+                     "--all-rollouts runs them)")
+    return lines
 
 
 def _tracking(summary: dict) -> str:

@@ -42,7 +42,8 @@ from tasks.ingest import ingest, register_model
 from tasks.selection import export_selection, track, write_selection
 from tasks.store import missing_attention, missing_rollouts, write_facts
 
-PHASES = ("text-only", "multimodal", "attention")
+# multimodal first: a sample none of whose multimodal rollouts is right needs no text-only ones
+PHASES = ("multimodal", "text-only", "attention")
 PHASE_FACT = {"text-only": "text", "multimodal": "mm", "attention": "attention"}
 LEGACY_THRESHOLDS = ("lambda_c", "sigma", "lambda_a", "ace_min_run", "ace_direction",
                      "ace_score", "drm_require_positive_d")  # columns of selection_runs
@@ -108,7 +109,7 @@ def _run_phase(name, task_fn, table, todo, params, settings, model, progress, ru
     """Run task_fn shard by shard, storing each shard as soon as it is done; returns the
     seconds spent in engine calls and in DuckDB writes."""
     log, done, start = get_run_logger(), 0, time.monotonic()
-    spent = {"engine_s": 0.0, "write_s": 0.0}
+    spent = {"engine_s": 0.0, "write_s": 0.0, "generated_tokens": 0}
     shards = _shards(todo, params.shard_size)
     results = runner.results(name, task_fn, shards, params, model, progress, **kwargs)
     for shard, result in zip(shards, results):
@@ -116,6 +117,8 @@ def _run_phase(name, task_fn, table, todo, params, settings, model, progress, ru
         write_facts(settings, table, result)
         spent["write_s"] += time.perf_counter() - written
         spent["engine_s"] += result.engine_s
+        if "token_ids" in result.facts.columns and name != "attention":
+            spent["generated_tokens"] += int(result.facts["token_ids"].list.len().sum() or 0)
         done += shard.height
         progress.update(name, done, force=True)
         rate = done / max(time.monotonic() - start, 1e-9)
@@ -131,8 +134,9 @@ def _infer_missing(params: RapParams, settings: Settings, keys: FactKeys, model,
     where = dict(settings=settings, pool_id=keys.pool_id, model_key=keys.model_key,
                  settings_key=keys.settings_key)
     attention = dict(ace_key=keys.ace_key, response_choice=params.ace.response, **where)
-    plans = {"text-only": lambda: missing_rollouts(condition="text", **where),
-             "multimodal": lambda: missing_rollouts(condition="mm", **where),
+    plans = {"multimodal": lambda: missing_rollouts(condition="mm", **where),
+             "text-only": lambda: missing_rollouts(condition="text",
+                                                   all_rollouts=params.all_rollouts, **where),
              "attention": lambda: missing_attention(**attention)}
     # only the facts the method's estimators need (pass_band: multimodal rollouts alone)
     needs = method_plan(params.method).needs
@@ -140,12 +144,13 @@ def _infer_missing(params: RapParams, settings: Settings, keys: FactKeys, model,
     if not plans:
         return set()
     # estimates for the progress bar; each phase plans again once the one before has
-    # stored its facts and errors (a sample that failed text-only is not run again)
+    # stored its facts and errors (a sample that failed multimodal is not run again, one
+    # with no right multimodal answer gets no text-only rollouts)
     first = {phase: plan_of() for phase, plan_of in list(plans.items())[:1]}
     estimate = {phase: 0 for phase in PHASES}
     estimate.update({p: f.height for p, f in first.items()})
-    if "multimodal" in plans and "multimodal" not in first:
-        estimate["multimodal"] = plans["multimodal"]().height
+    if "text-only" in plans and "text-only" not in first:
+        estimate["text-only"] = plans["text-only"]().height + estimate["multimodal"]
     if "attention" in plans:
         estimate["attention"] = estimate["multimodal"] + plans["attention"]().height
     if not any(estimate.values()):
@@ -159,8 +164,8 @@ def _infer_missing(params: RapParams, settings: Settings, keys: FactKeys, model,
 def _infer_phases(params, settings, keys, model, timings, first, plans, progress,
                   runner) -> set[str]:
     inferred: set[str] = set()
-    tasks = [("text-only", text_only_inference, "rollouts"),
-             ("multimodal", multimodal_inference, "rollouts"),
+    tasks = [("multimodal", multimodal_inference, "rollouts"),
+             ("text-only", text_only_inference, "rollouts"),
              ("attention", attention_extraction, "attention_stats")]
     for name, task_fn, table in tasks:
         if name not in plans:
@@ -176,7 +181,21 @@ def _infer_phases(params, settings, keys, model, timings, first, plans, progress
                            runner, **options)
         timings[name] = {"seconds": round(time.perf_counter() - start, 3),
                          **{k: round(v, 3) for k, v in spent.items()}}
+    if "text-only" in plans and not params.all_rollouts:
+        skipped = _skipped_text(settings, keys)
+        timings["text-only"] = {**timings.get("text-only", {}), "skipped_samples": skipped}
+        if skipped:
+            get_run_logger().info("text-only: %d samples skipped (no multimodal rollout was "
+                                  "right, so no text-only rollout can change their decision; "
+                                  "--all-rollouts runs them)", skipped)
     return inferred
+
+
+def _skipped_text(settings: Settings, keys: FactKeys) -> int:
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        return int(store.query("queries/skipped_text", pool_id=keys.pool_id,
+                               model_key=keys.model_key,
+                               settings_key=keys.settings_key)["n"][0])
 
 
 def _base_run(settings: Settings, run_id: str | None) -> SelectionRun:
@@ -252,8 +271,8 @@ def _select(params: RapParams, settings: Settings) -> dict:
     result = write_selection(settings, run, decisions)
     export_path = (export_selection(settings, run.run_id, keys.pool_id)
                    if params.export else None)
-    mlflow_id = (track(settings, run, params.model_dump(), result, decisions, export_path)
-                 if params.track else None)
+    mlflow_id = (track(settings, run, params.model_dump(), result, decisions, export_path,
+                       phases) if params.track else None)
     summary = {"run_id": run.run_id, "mode": params.mode, "method": params.method,
                "funnel": result["funnel"],
                "thresholds": {name: getattr(th, name)

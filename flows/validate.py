@@ -45,7 +45,8 @@ def validate(settings: Settings, n: int = 1000, share: float = 0.3, seed: int = 
     truth = planted_pool(path, n, share, seed, phrasing)
     params = RapParams(data=DataSpec(path=str(path)), rollout=RolloutSettings(seed=seed),
                        model=ModelSpec(path=model) if model else ModelSpec(),
-                       batch_size=batch_size, export=False)
+                       batch_size=batch_size, export=False,
+                       all_rollouts=True)  # D of every sample, for the ROC AUC
     summary = run_flow(params)
     with open_store(settings.duckdb_path, read_only=True) as store:
         decisions = store.query("queries/decisions_of_run", run_id=summary["run_id"])

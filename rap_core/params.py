@@ -97,6 +97,10 @@ class RapParams(BaseModel):
     ace: AceSettings = AceSettings()
     thresholds: Thresholds = Thresholds()
     runner: RunnerSpec = RunnerSpec()
+    all_rollouts: bool = Field(False, description="Also run the text-only rollouts of samples "
+                               "none of whose multimodal rollouts is right (they cannot pass "
+                               "CDE at lambda_c >= 0 nor be DRM replacements); needed to "
+                               "retune with lambda_c < 0")
     shard_size: int = Field(256, ge=1, description="Samples per inference task")
     batch_size: int = Field(8, ge=1, description="Samples per forward/generate call")
     export: bool = Field(True, description="Write the selected subset as EasyR1 Parquet")
@@ -129,6 +133,7 @@ FLOW_PARAMETERS: dict[str, tuple[str | None, str]] = {
     **{name: ("thresholds", name) for name in Thresholds.model_fields},
     "runner": ("runner", "kind"), "ray_address": ("runner", "address"),
     "ray_num_gpus": ("runner", "num_gpus"), "ray_num_cpus": ("runner", "num_cpus"),
+    "all_rollouts": (None, "all_rollouts"),
     "shard_size": (None, "shard_size"), "batch_size": (None, "batch_size"),
     "export": (None, "export"), "track": (None, "track"),
     "wait_for_lock": (None, "wait_for_lock"),

@@ -84,7 +84,7 @@ def _reason_metric(r: dict) -> str:
 
 def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: dict,
                   reasons: pl.DataFrame, decisions: pl.DataFrame,
-                  export_path: str | None) -> str:
+                  export_path: str | None, phases: dict | None = None) -> str:
     """Log one selection run; returns the MLflow run id."""
     mlflow = _experiment(settings)
     with mlflow.start_run(run_name=f"{run.mode}-{run.run_id}") as active:
@@ -97,6 +97,10 @@ def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: d
                             for r in reasons.iter_rows(named=True)})
         mlflow.log_metrics({"samples_inferred": run.samples_inferred,
                             "samples_stored": run.samples_stored})
+        # this run's inference: seconds, generated tokens and skipped samples per phase
+        mlflow.log_metrics({f"inference.{phase.replace('-', '_')}.{k}": float(v)
+                            for phase, figures in (phases or {}).items()
+                            for k, v in figures.items() if isinstance(v, (int, float))})
         with tempfile.TemporaryDirectory() as tmp:
             for column, title in HISTOGRAMS.items():
                 _histogram(decisions[column], title, Path(tmp) / f"hist_{column}.png")

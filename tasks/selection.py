@@ -43,13 +43,14 @@ def export_selection(settings: Settings, run_id: str, pool_id: str) -> str:
 
 @task(name="track", cache_policy=NO_CACHE)
 def track(settings: Settings, run: SelectionRun, params: dict, result: dict,
-          decisions: pl.DataFrame, export_path: str | None) -> str | None:
+          decisions: pl.DataFrame, export_path: str | None,
+          phases: dict | None = None) -> str | None:
     """Log the run to MLflow and link it from the store. The selection is already stored:
     if MLflow cannot be reached, say so and return None (`rap track --run R` logs it later)."""
     funnel = counts(result["funnel"])
     try:
         mlflow_id = log_selection(settings, run, params, funnel, result["reasons"],
-                                  decisions, export_path)
+                                  decisions, export_path, phases)
     except Exception as exc:  # any tracking-store failure: the selection stands
         get_run_logger().warning(
             "MLflow logging failed (%s: %s). The selection is stored; log it later with "

@@ -13,11 +13,13 @@ from rap_core.store import open_store
 
 @task(name="plan-rollouts", cache_policy=NO_CACHE)
 def missing_rollouts(settings: Settings, pool_id: str, model_key: str, settings_key: str,
-                     condition: str) -> pl.DataFrame:
-    """Samples of the pool with no stored rollouts (and no stored error) for these keys."""
+                     condition: str, all_rollouts: bool = True) -> pl.DataFrame:
+    """Samples of the pool with no stored rollouts (and no stored error) for these keys;
+    text-only ones only where a multimodal rollout was right, unless all_rollouts."""
     with open_store(settings.duckdb_path) as store:
         return store.query("queries/missing_rollouts", pool_id=pool_id, model_key=model_key,
-                           settings_key=settings_key, condition=condition)
+                           settings_key=settings_key, condition=condition,
+                           all_rollouts=all_rollouts)
 
 
 @task(name="plan-attention", cache_policy=NO_CACHE)

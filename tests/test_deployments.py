@@ -143,8 +143,9 @@ def _count(stack: Stack, statement: str):
 
 
 def test_select_then_retune_on_a_worker(stack):
+    # all_rollouts: the random model answers nothing right, which would skip text-only
     flow_run = _run_deployment(stack, "rap/select", "limit=6", "model=builtin:tiny-qwen2-vl",
-                               "m=2", "max_new_tokens=8", "shard_size=4")
+                               "m=2", "max_new_tokens=8", "shard_size=4", "all_rollouts=true")
     assert _count(stack, "SELECT count(*) FROM selection_runs") == 1
     assert _count(stack, "SELECT count(*) FROM rollouts") == 6 * 2 * 2
     assert _count(stack, "SELECT count(*) FROM decisions") == 6

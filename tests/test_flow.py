@@ -72,7 +72,11 @@ def test_select_end_to_end_on_easy_vqa(settings, tiny):
     assert summary["samples_inferred"] == 20 and summary["samples_stored"] == 0
     assert summary["funnel"]["pool_rows"] == 20
     assert_rows_accounted(settings, summary)
-    assert count(settings, "SELECT count(*) FROM rollouts") == 20 * 2 * SMALL.m
+    # random weights: no multimodal answer is right, so no text-only rollout can change a
+    # decision and none is run
+    assert count(settings, "SELECT count(*) FROM rollouts WHERE condition = 'mm'") == 20 * SMALL.m
+    assert count(settings, "SELECT count(*) FROM rollouts WHERE condition = 'text'") == 0
+    assert summary["inference_phases"]["text-only"]["skipped_samples"] == 20
     assert count(settings, "SELECT count(*) FROM attention_stats") == 20
     assert count(settings, "SELECT count(*) FROM ace_scores WHERE run_id = $r",
                  r=summary["run_id"]) == 20
@@ -83,10 +87,50 @@ def test_select_end_to_end_on_easy_vqa(settings, tiny):
     logged = client.get_run(summary["mlflow_run_id"])
     assert logged.data.params["thresholds.lambda_c"] == "0.5"
     assert logged.data.metrics["funnel.pool_rows"] == 20
+    assert logged.data.metrics["inference.text_only.skipped_samples"] == 20
+    assert logged.data.metrics["inference.multimodal.generated_tokens"] > 0
     assert logged.data.tags["pool_id"] == summary["pool_id"]
     names = {a.path for a in client.list_artifacts(summary["mlflow_run_id"], "selection")}
     assert {"selection/hist_d.png", "selection/hist_psi.png", "selection/hist_acc_mm.png",
             "selection/decisions.csv", "selection/selected_ids.csv"} <= names
+
+
+def test_settled_samples_get_no_text_only_rollouts_and_decide_the_same(settings, tmp_path,
+                                                                       monkeypatch, capsys):
+    """SIX's last sample has no right multimodal answer: its text-only rollouts are skipped,
+    the decisions equal those with all rollouts, a retune with lambda_c < 0 says it lacks
+    facts, and `rap select --all-rollouts` then infers just those rollouts."""
+    from flows import cli
+    monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
+    six = scripted_easy_vqa(tmp_path, SIX)
+    lean = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False, export=False)
+    assert_funnel(lean, SIX_FUNNEL)
+    assert lean["inference_phases"]["text-only"]["skipped_samples"] == 1
+    assert count(settings, "SELECT count(*) FROM rollouts WHERE condition = 'text'") == 5 * 2
+    tokens = {p: f["generated_tokens"] for p, f in lean["inference_phases"].items()}
+    assert tokens["multimodal"] == 6 * 2 * 6 and tokens["text-only"] == 5 * 2 * 6
+    assert "text-only rollouts skipped for 1 samples" in cli.format_summary(lean, settings)
+    negative = run(mode="retune", thresholds=Thresholds(lambda_c=-1.0), track=False,
+                   export=False)
+    errors = [r for r in negative["reasons"] if r["state"] == "error"]
+    assert errors == [{"state": "error", "stage": "cde", "reason": "missing_facts",
+                       "readmitted_from": None, "n": 1}]
+    detail = count(settings, "SELECT detail FROM decisions WHERE run_id = $r AND state = "
+                   "'error'", r=negative["run_id"])
+    assert "--all-rollouts" in detail
+    assert cli.main(["select", "--data", "builtin:easy-vqa", "--limit", "6", "--model",
+                     six.path, "--m", "2", "--max-new-tokens", "8", "--all-rollouts",
+                     "--no-track", "--no-export"]) == 0
+    assert "samples inferred 1 " in capsys.readouterr().out
+    full = run(mode="retune", track=False, export=False)  # the latest: all rollouts stored
+    decided = ("SELECT sample_id, state, stage, reason FROM decisions WHERE run_id = $r "
+               "ORDER BY sample_id")
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        assert store.con.execute(decided, {"r": lean["run_id"]}).fetchall() == \
+            store.con.execute(decided, {"r": full["run_id"]}).fetchall()
+    again = run(mode="retune", thresholds=Thresholds(lambda_c=-1.0), track=False,
+                export=False)
+    assert not [r for r in again["reasons"] if r["state"] == "error"]
 
 
 def test_rerun_infers_nothing_and_never_loads_the_model(settings, tmp_path):

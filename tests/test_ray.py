@@ -43,7 +43,7 @@ def test_ray_runner_selects_as_the_local_runner_and_survives_a_killed_worker(
     # two shards per phase: one for each Ray worker
     command = [RAP, "select", "--model", str(tiny_model_dir), "--limit", "8",
                "--shard-size", "4", "--batch-size", "4", "--m", "2", "--max-new-tokens", "8",
-               "--lambda-c", "-1", "--no-track"]
+               "--lambda-c", "-1", "--no-track", "--all-rollouts"]
     # the local runner's run, for comparison, goes on meanwhile in its own data folder
     with open(tmp_path / "local.log", "w") as log:
         local_run = subprocess.Popen(command, env=_env(tmp_path / "local"), stdout=log,

@@ -31,11 +31,18 @@ class Fact:
     present: Callable[[], pl.Expr]  # true where the fact is stored
     missing_stage: str | None  # stage of a missing-facts error (None: the estimator's own)
     message: str
+    # true where the fact was skipped on purpose (it could not change the decision)
+    skipped: Callable[[], pl.Expr] | None = None
+    skipped_message: str = ""
 
 
 _ROLLOUTS_MISSING = "no stored rollouts: run `rap select` first"
 FACT_INPUTS = {
-    "text": Fact("text_only", lambda: pl.col("n_text") > 0, None, _ROLLOUTS_MISSING),
+    "text": Fact("text_only", lambda: pl.col("n_text") > 0, None, _ROLLOUTS_MISSING,
+                 skipped=lambda: (pl.col("n_text").fill_null(0) == 0) & (pl.col("n_mm") > 0)
+                 & (pl.col("acc_mm") == 0),
+                 skipped_message="its text-only rollouts were skipped (no multimodal rollout "
+                 "was right) and this threshold needs them: run `rap select --all-rollouts`"),
     "mm": Fact("multimodal", lambda: pl.col("n_mm") > 0, None, _ROLLOUTS_MISSING),
     "attention": Fact("attention", lambda: pl.col("has_attention"), "attention",
                       "no stored attention statistics: run `rap select` first"),
@@ -56,6 +63,9 @@ class Filter:
     thresholds: type[BaseModel] = NoThresholds
     scores: Callable[[BaseModel], dict[str, pl.Expr]] = lambda th: {}  # decision columns
     stage: str = ""  # defaults to name
+    # whether `keep` decides rows whose needed facts were skipped on purpose (at these
+    # thresholds); where it does not, such a row is a missing-facts error
+    judges_skipped: Callable[[BaseModel], bool] = lambda th: False
 
     @property
     def stage_name(self) -> str:

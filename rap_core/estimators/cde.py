@@ -18,6 +18,13 @@ def keep(th: CdeThresholds) -> pl.Expr:
     return pl.col("d") > th.lambda_c
 
 
+def judges_skipped(th: CdeThresholds) -> bool:
+    """A sample with acc_mm = 0 has D <= 0 whatever its text-only rollouts would give, so
+    at lambda_c >= 0 CDE drops it without them (its D is then not known, only <= 0)."""
+    return th.lambda_c >= 0
+
+
 CDE = Filter(name="cde", reason="cde_language_prior", needs=("text", "mm"),
-             source=sql("estimators/cde"), keep=keep, thresholds=CdeThresholds)
+             source=sql("estimators/cde"), keep=keep, thresholds=CdeThresholds,
+             judges_skipped=judges_skipped)
 register(CDE)

@@ -24,9 +24,10 @@ def _rule(cond, state, stage, reason, detail=None, passed: int = 0) -> tuple:
             _NO_DETAIL if detail is None else lit(detail), passed)
 
 
-def _fact_rules(plan: Plan, index: int, done: set[str]) -> list[tuple]:
+def _fact_rules(plan: Plan, index: int, done: set[str], th) -> list[tuple]:
     """Errors for the facts filter `index` needs that no earlier filter checked: a failed
-    inference phase, then a fact that is not stored."""
+    inference phase, then a fact skipped on purpose that the filter cannot do without at
+    these thresholds, then a fact that is not stored."""
     f = plan.filters[index]
     todo = [n for n in f.needs if n not in done]
     done.update(todo)
@@ -38,6 +39,12 @@ def _fact_rules(plan: Plan, index: int, done: set[str]) -> list[tuple]:
     for need in todo:
         fact = FACT_INPUTS[need]
         missing = ~fact.present().fill_null(False)
+        if fact.skipped is not None:
+            skipped = fact.skipped().fill_null(False)
+            missing = missing & ~skipped
+            if not f.judges_skipped(thresholds_for(f.thresholds, th)):
+                rules.append(_rule(skipped, "error", fact.missing_stage or f.stage_name,
+                                   "missing_facts", fact.skipped_message, index))
         rules.append(_rule(missing, "error", fact.missing_stage or f.stage_name,
                            "missing_facts", fact.message, index))
     return rules
@@ -58,7 +65,7 @@ def filter_rows(frame: pl.DataFrame, plan: Plan, th: BaseModel | dict) -> pl.Dat
     done: set[str] = set()
     for i, f in enumerate(plan.filters):
         own = thresholds_for(f.thresholds, th)
-        rules += _fact_rules(plan, i, done)
+        rules += _fact_rules(plan, i, done, th)
         # a row the rule cannot judge (a null) is dropped: a filter keeps only what it passes
         rules.append(_rule(~f.keep(own).fill_null(False), "dropped", f.stage_name, f.reason,
                            None, i))
