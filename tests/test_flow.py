@@ -151,8 +151,9 @@ def test_rerun_infers_nothing_and_never_loads_the_model(settings, tmp_path):
 
 
 def test_retune_reselects_from_stored_facts_only(settings, tmp_path):
+    # all rollouts: the retune below (lambda_c < 0) needs D of the never-right sample too
     first = run(data=DataSpec(limit=6), model=scripted_easy_vqa(tmp_path, SIX), rollout=SMALL,
-                track=False)
+                track=False, all_rollouts=True)
     assert_funnel(first, SIX_FUNNEL)
     engine_mod.load_engine.cache_clear()
     loads = len(fakes.LOADS)
@@ -192,7 +193,7 @@ def test_bad_rows_and_oversized_prompts_end_as_errors(settings, tmp_path):
                rollout=RolloutSettings(m=1, max_new_tokens=5000))
     assert_rows_accounted(settings, long)
     assert {(r["state"], r["stage"], r["reason"]): r["n"] for r in long["reasons"]}[
-        ("error", "text_only", "prompt_too_long")] == 2
+        ("error", "multimodal", "prompt_too_long")] == 2  # the first phase refuses them
     assert count(settings, "SELECT count(*) FROM errors WHERE error_code = 'prompt_too_long'") == 2
 
 

@@ -159,7 +159,7 @@ def test_an_estimator_added_by_one_module_shows_everywhere(pool, tmp_path, setti
     from flows.cli import format_summary
     # 'answer: red' is 11 characters, 'answer: wrong' 13: a mean under 13 needs one right
     model = ModelSpec(path=fakes.script_pool(pool, tmp_path, OUTCOMES))
-    summary = run(data=pool, model=model, method="rap_short",
+    summary = run(data=pool, model=model, method="rap_short", all_rollouts=True,
                   thresholds=Thresholds(lambda_c=-1.0, drm_k=0))
     f = summary["funnel"]
     assert list(f)[4:7] == ["after_cde", "after_short", "after_ace"]
