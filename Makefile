@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/retune.py
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/large_model.py
+	$(BIN)/python bench/settled_rollouts.py
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

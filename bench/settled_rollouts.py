@@ -27,18 +27,32 @@ def weak_model(work: Path) -> str:
 
 
 def select(work: Path, name: str, model: str, n: int, all_rollouts: bool) -> tuple[dict, list]:
-    os.environ["RAP_DATA_DIR"] = str(work / name)
-    from flows.rap import run_flow
-    from rap_core.params import DataSpec, ModelSpec, RapParams
-    from rap_core.settings import Settings
+    """One `rap select` in its own process and data folder (so no Prefect result cache or
+    loaded model is shared between the runs compared)."""
+    import subprocess
+    import sys
+
     from rap_core.store import open_store
-    summary = run_flow(RapParams(data=DataSpec(limit=n), model=ModelSpec(path=model),
-                                 all_rollouts=all_rollouts, export=False, track=False))
-    with open_store(Settings.from_env().duckdb_path, read_only=True) as store:
+    data = work / name
+    command = [str(Path(sys.executable).with_name("rap")), "select", "--limit", str(n),
+               "--model", model, "--no-track", "--no-export"] + (
+        ["--all-rollouts"] if all_rollouts else [])
+    done = subprocess.run(command, env=dict(os.environ, RAP_DATA_DIR=str(data)), text=True,
+                          capture_output=True, check=True)
+    with open_store(data / "rap.duckdb", read_only=True) as store:
+        run_id = store.con.execute("SELECT max(run_id) FROM selection_runs").fetchall()[0][0]
         decided = store.con.execute(
             "SELECT source_row, state, stage, reason FROM decisions WHERE run_id = $r "
-            "ORDER BY source_row", {"r": summary["run_id"]}).fetchall()
-    return summary, decided
+            "ORDER BY source_row", {"r": run_id}).fetchall()
+        phases = dict(store.con.execute(
+            "SELECT condition, sum(len(token_ids)) FROM rollouts GROUP BY ALL").fetchall())
+    out = done.stdout
+    return {"inference_s": float(out.split("samples inferred ")[1].split("(")[1].split(" s")[0]),
+            "tokens": {"multimodal": int(phases.get("mm", 0)),
+                       "text-only": int(phases.get("text", 0))},
+            "skipped": int(out.split("rollouts skipped for ")[1].split()[0])
+            if "rollouts skipped for " in out else 0,
+            "selected": len([d for d in decided if d[1] == "selected"])}, decided
 
 
 def main() -> None:
@@ -47,26 +61,25 @@ def main() -> None:
     parser.add_argument("--weak", help="a weak model folder (default: train one)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rap-bench-settled-"))
-    os.environ["RAP_DATA_DIR"] = str(work / "setup")
-    from rap_core.settings import Settings, configure_process_env
-    configure_process_env(Settings.from_env().data_dir)
+    if not args.weak:
+        os.environ["RAP_DATA_DIR"] = str(work / "setup")
+        (work / "setup").mkdir()
+        from rap_core.settings import Settings, configure_process_env
+        configure_process_env(Settings.from_env().data_dir)
     models = {"demo model": "builtin:easy-vqa-vlm", "weak base": args.weak or weak_model(work)}
     rows = []
     for label, model in models.items():
         runs = {}
         for mode in ("all rollouts", "settled skipped"):
-            summary, decided = select(work, f"{label}-{mode}".replace(" ", "-"), model, args.n,
-                                      all_rollouts=mode == "all rollouts")
-            phases = summary["inference_phases"]
+            result, decided = select(work, f"{label}-{mode}".replace(" ", "-"), model, args.n,
+                                     all_rollouts=mode == "all rollouts")
             runs[mode] = decided
             rows.append({
                 "model": label, "mode": mode,
-                "tokens multimodal": phases["multimodal"]["generated_tokens"],
-                "tokens text-only": phases.get("text-only", {}).get("generated_tokens", 0),
-                "text-only skipped": phases.get("text-only", {}).get("skipped_samples", 0),
-                "inference s": round(summary["inference_s"], 1),
-                "text-only s": round(phases.get("text-only", {}).get("seconds", 0.0), 1),
-                "selected": summary["funnel"]["selected"]})
+                "tokens multimodal": result["tokens"]["multimodal"],
+                "tokens text-only": result["tokens"]["text-only"],
+                "text-only skipped": result["skipped"],
+                "inference s": result["inference_s"], "selected": result["selected"]})
         rows[-1]["same decisions"] = runs["all rollouts"] == runs["settled skipped"]
         rows[-2]["same decisions"] = ""
     print(machine())
