@@ -61,11 +61,6 @@ def main() -> None:
     parser.add_argument("--weak", help="a weak model folder (default: train one)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rap-bench-settled-"))
-    if not args.weak:
-        os.environ["RAP_DATA_DIR"] = str(work / "setup")
-        (work / "setup").mkdir()
-        from rap_core.settings import Settings, configure_process_env
-        configure_process_env(Settings.from_env().data_dir)
     models = {"demo model": "builtin:easy-vqa-vlm", "weak base": args.weak or weak_model(work)}
     rows = []
     for label, model in models.items():

@@ -14,13 +14,14 @@ import copy
 import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from rap_core.demo.model import (Recipe, greedy_accuracy, new_model, save_model,
                                  training_examples, vision_targets)
-from rap_core.demo.easy_vqa import image_facts, load_split, response
+from rap_core.demo.easy_vqa import Question, image_facts, load_split, response
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
 from rap_core.settings import Settings
 from rap_core.store import open_store
@@ -42,8 +43,41 @@ class ExperimentConfig:
     test_questions: int = 1000
 
 
-def _pool_file(settings: Settings, seed: int, questions) -> str:
-    path = settings.data_dir / "experiments" / f"seed{seed}" / "pool.jsonl"
+@dataclass(frozen=True)
+class Split:
+    base: list[Question]
+    pool: list[Question]
+    test: list[Question]
+
+
+def split_questions(seed: int, base: int, pool: int, test: int) -> Split:
+    """Base questions and a pool disjoint from them (both from the train split), and the
+    test questions (the test split: other images, other questions), drawn by seed."""
+    train_q = load_split("train")
+    order = np.random.default_rng(seed).permutation(len(train_q))
+    test_all = load_split("test")
+    picked = np.random.default_rng(1000 + seed).choice(
+        len(test_all), size=min(test, len(test_all)), replace=False)
+    return Split([train_q[i] for i in order[:base]],
+                 [train_q[i] for i in order[base:base + pool]],
+                 [test_all[i] for i in sorted(picked)])
+
+
+def train_base_model(questions: list[Question], seed: int, vision_steps: int, steps: int,
+                     lr: float = 1e-3, batch_size: int = 32):
+    """A base model by the demo recipe's method on `questions`: (model, processor, stats)."""
+    recipe = Recipe(seed=seed, lr=lr, batch_size=batch_size)
+    model, processor = new_model(recipe)
+    pretrain_vision(model, processor, *vision_targets(questions), steps=vision_steps,
+                    batch_size=batch_size, lr=lr, seed=seed)
+    stats = train(model, processor, training_examples(questions, recipe, seed), lr=lr,
+                  steps=steps, batch_size=batch_size, seed=seed)
+    return model, processor, stats
+
+
+def pool_file(folder: Path, questions: list[Question]) -> str:
+    """The pool as a JSONL file rap selects from."""
+    path = folder / "pool.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"problem": q.question, "answer": q.answer,
                                         "images": [q.image]}) + "\n" for q in questions))
@@ -53,7 +87,8 @@ def _pool_file(settings: Settings, seed: int, questions) -> str:
 def _select(settings: Settings, seed: int, pool, base_dir) -> tuple[list[int], dict]:
     """The source rows RAP selects from the pool with the base model."""
     from flows.rap import run_flow
-    params = RapParams(data=DataSpec(path=_pool_file(settings, seed, pool)),
+    folder = settings.data_dir / "experiments" / f"seed{seed}"
+    params = RapParams(data=DataSpec(path=pool_file(folder, pool)),
                        model=ModelSpec(path=str(base_dir)), rollout=RolloutSettings(seed=seed),
                        batch_size=16, export=False)
     summary = run_flow(params)
@@ -65,20 +100,10 @@ def _select(settings: Settings, seed: int, pool, base_dir) -> tuple[list[int], d
 
 def run_seed(settings: Settings, cfg: ExperimentConfig, seed: int, log=print) -> list[dict]:
     """One seed of the experiment: one result row per arm (and the base model)."""
-    questions = load_split("train")
-    order = np.random.default_rng(seed).permutation(len(questions))
-    base_q = [questions[i] for i in order[:cfg.base_questions]]
-    pool = [questions[i] for i in order[cfg.base_questions:cfg.base_questions + cfg.pool_size]]
-    test_all = load_split("test")
-    test = [test_all[i] for i in sorted(np.random.default_rng(1000 + seed).choice(
-        len(test_all), size=cfg.test_questions, replace=False))]
-    recipe = Recipe(seed=seed, lr=cfg.lr, batch_size=cfg.batch_size)
-
-    model, processor = new_model(recipe)
-    pretrain_vision(model, processor, *vision_targets(base_q), steps=cfg.base_vision_steps,
-                    batch_size=cfg.batch_size, lr=cfg.lr, seed=seed)
-    stats = train(model, processor, training_examples(base_q, recipe, seed), lr=cfg.lr,
-                  steps=cfg.base_steps, batch_size=cfg.batch_size, seed=seed)
+    data = split_questions(seed, cfg.base_questions, cfg.pool_size, cfg.test_questions)
+    base_q, pool, test = data.base, data.pool, data.test
+    model, processor, stats = train_base_model(base_q, seed, cfg.base_vision_steps,
+                                               cfg.base_steps, cfg.lr, cfg.batch_size)
     base_dir = settings.data_dir / "experiments" / f"seed{seed}" / "base"
     save_model(model, processor, base_dir, {"experiment": asdict(cfg), "seed": seed})
     rows = [{"seed": seed, "arm": "base", "train_samples": len(base_q), "steps": stats.steps,

@@ -16,16 +16,15 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import polars as pl
 
-from rap_core.demo.easy_vqa import Question, load_split, question_type
+from flows.experiment import Split, pool_file, split_questions, train_base_model
+from rap_core.demo.easy_vqa import Question, question_type
 from rap_core.demo.grpo import GrpoSettings, train_grpo
-from rap_core.demo.model import Recipe, greedy_correct, new_model, save_model, \
-    training_examples, vision_targets
-from rap_core.demo.training import pretrain_vision, train
+from rap_core.demo.model import greedy_correct, save_model
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
 from rap_core.settings import Settings
 from rap_core.store import open_store
@@ -47,24 +46,8 @@ class GrpoExperimentConfig:
     base_model: str | None = None  # a model folder to start from instead of training one
 
 
-@dataclass(frozen=True)
-class Split:
-    base: list[Question]
-    pool: list[Question]
-    test: list[Question]
-
-
 def split(cfg: GrpoExperimentConfig, seed: int) -> Split:
-    """Base questions, pool (disjoint from them, both from the train split) and the test
-    questions (the test split: other images, other questions)."""
-    train_q = load_split("train")
-    order = np.random.default_rng(seed).permutation(len(train_q))
-    base = [train_q[i] for i in order[:cfg.base_questions]]
-    pool = [train_q[i] for i in order[cfg.base_questions:cfg.base_questions + cfg.pool_size]]
-    test_all = load_split("test")
-    picked = np.random.default_rng(1000 + seed).choice(
-        len(test_all), size=min(cfg.test_questions, len(test_all)), replace=False)
-    return Split(base, pool, [test_all[i] for i in sorted(picked)])
+    return split_questions(seed, cfg.base_questions, cfg.pool_size, cfg.test_questions)
 
 
 def eval_steps(cfg: GrpoExperimentConfig) -> list[int]:
@@ -84,22 +67,14 @@ def evaluate(model, processor, test: list[Question], text_only: bool = False) ->
     return out
 
 
-def _pool_file(settings: Settings, seed: int, pool: list[Question]) -> str:
-    import json
-    path = settings.data_dir / "experiments" / "grpo" / f"seed{seed}" / "pool.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"problem": q.question, "answer": q.answer,
-                                        "images": [q.image]}) + "\n" for q in pool))
-    return str(path)
-
-
 def select_arms(settings: Settings, seed: int, pool: list[Question], base_dir) -> tuple[
         dict[str, list[int]], dict]:
     """The pool rows each arm trains on: RAP with the base model (rollouts, attention), then
     pass_band and random re-selected from the stored facts (no model call)."""
     from flows.rap import run_flow
     started = time.perf_counter()
-    rap = run_flow(RapParams(data=DataSpec(path=_pool_file(settings, seed, pool)),
+    folder = settings.data_dir / "experiments" / "grpo" / f"seed{seed}"
+    rap = run_flow(RapParams(data=DataSpec(path=pool_file(folder, pool)),
                              model=ModelSpec(path=str(base_dir)),
                              rollout=RolloutSettings(seed=seed), batch_size=16, export=False,
                              track=False))
@@ -136,12 +111,8 @@ def train_base(cfg: GrpoExperimentConfig, seed: int, data: Split, out_dir):
         save_model(model, processor, out_dir, {"experiment": "grpo", "seed": seed,
                                                "from": cfg.base_model})
         return model, processor, TrainStats(steps=0, examples_seen=0, seconds=0.0)
-    recipe = Recipe(seed=seed, lr=1e-3, batch_size=32)
-    model, processor = new_model(recipe)
-    pretrain_vision(model, processor, *vision_targets(data.base), steps=cfg.base_vision_steps,
-                    batch_size=32, lr=1e-3, seed=seed)
-    stats = train(model, processor, training_examples(data.base, recipe, seed), lr=1e-3,
-                  steps=cfg.base_steps, batch_size=32, seed=seed)
+    model, processor, stats = train_base_model(data.base, seed, cfg.base_vision_steps,
+                                               cfg.base_steps)
     save_model(model, processor, out_dir, {"experiment": "grpo", "seed": seed})
     return model, processor, stats
 
@@ -183,8 +154,8 @@ def _train_arm(base_model, processor, cfg, seed, arm, questions, data, at, base_
         log(f"seed {seed}: {arm:<9} step {step:>4}/{cfg.grpo.steps} accuracy "
             f"{result['accuracy']:.3f}")
         return result
-    settings = GrpoSettings(**{**asdict(cfg.grpo), "seed": seed})
-    stats = train_grpo(model, processor, questions, settings, evaluate=on_eval, eval_at=at)
+    stats = train_grpo(model, processor, questions, replace(cfg.grpo, seed=seed),
+                       evaluate=on_eval, eval_at=at)
     last = stats.evaluations[-1]
     curve = [{"step": 0, "train_seconds": 0.0, "accuracy": base_eval["accuracy"]}] + [
         {k: e[k] for k in ("step", "train_seconds", "accuracy")} for e in stats.evaluations]
@@ -216,8 +187,7 @@ def per_seed_table(rows: list[dict]) -> pl.DataFrame:
         reach = None if r["arm"] == "base" else time_to_reach(r, full[r["seed"]])
         out.append({"seed": r["seed"], "arm": r["arm"], "train_samples": r["train_samples"],
                     "steps": r["steps"], "train_seconds": r["train_seconds"],
-                    "accuracy_q1": at_share(r, 0.25) if r["curve"] else r["accuracy"],
-                    "accuracy_half": at_share(r, 0.5) if r["curve"] else r["accuracy"],
+                    "accuracy_q1": at_share(r, 0.25), "accuracy_half": at_share(r, 0.5),
                     "accuracy": r["accuracy"], "text_only": r.get("text_only"),
                     **{f"accuracy_{t}": r[f"accuracy_{t}"] for t in TYPES},
                     "mean_reward": float(np.mean([v for _, v in r["reward"]]))
