@@ -48,6 +48,7 @@ FLAG_NAMES = {
 PANELS = {"data": "Pool", "model": "Model", "rollout": "Rollouts",
           "ace": "ACE attention pass (a new pass when changed)", "runner": "Where inference runs",
           None: "Run"}
+ROLLOUT_ENGINE_PANEL = "Rollout engine (transformers, an OpenAI-compatible server, vLLM)"
 RETUNE_PARAMETERS = {"run", "method", "export", "track", "wait_for_lock"}  # + the thresholds
 
 
@@ -85,7 +86,8 @@ def selection_options(mode: str) -> list[inspect.Parameter]:
         if name == "method":
             from rap_core.estimators import METHODS
             kind = Literal[tuple(sorted(METHODS))]
-        panel = _threshold_owner(name) if group == "thresholds" else PANELS[group]
+        panel = (_threshold_owner(name) if group == "thresholds" else
+                 ROLLOUT_ENGINE_PANEL if name.startswith("engine") else PANELS[group])
         default = field.default
         shown = False if default is None else str(default)
         option = typer.Option(FLAG_NAMES.get(name, "--" + name.replace("_", "-")),

@@ -176,6 +176,10 @@ def _infer_phases(params, settings, keys, model, timings, first, plans, progress
         options = (dict(head_reduce=params.ace.head_reduce, fact_key=keys.ace_key)
                    if name == "attention" else
                    dict(rollout=params.rollout, fact_key=keys.settings_key))
+        if todo.height and bool(todo["retrying"].any()):
+            # asked again after the server was unavailable: not the failed shards' cached
+            # results (the task cache keys a shard by its samples)
+            task_fn = task_fn.with_options(refresh_cache=True)
         start = time.perf_counter()
         spent = _run_phase(name, task_fn, table, todo, params, settings, model, progress,
                            runner, **options)
@@ -221,7 +225,7 @@ def _prepare_select(params: RapParams, settings: Settings, timings: dict
                     ) -> tuple[RapParams, FactKeys, int, int, float]:
     pool = ingest(params.data, settings)
     model = register_model(params.model, params.rollout, params.ace, settings)
-    settings_key = params.rollout.key()
+    settings_key = params.rollout.key(params.model.engine)
     keys = FactKeys(pool_id=pool.pool_id, model_key=model.model_key,
                     settings_key=settings_key, ace_key=params.ace.key(settings_key))
     start = time.perf_counter()

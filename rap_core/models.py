@@ -22,6 +22,8 @@ class ResolvedModel:
     fingerprint: str
     model_key: str
     dtype: str = "float32"  # concrete: "auto" is resolved before the key is derived
+    engine: str = "transformers"
+    served_model: str | None = None  # engine openai: the name the server serves it under
 
 
 def resolve_model(spec: ModelSpec, settings: Settings,
@@ -41,8 +43,23 @@ def resolve_model(spec: ModelSpec, settings: Settings,
     fingerprint = (short_hash(path, length=32) if engine.is_registered(path)
                    else weights_fingerprint(Path(path), settings.data_dir / "fingerprints.json"))
     dtype = resolve_dtype(spec.device, spec.dtype)
-    key = short_hash(fingerprint, dtype, TEMPLATE_VERSION, spec.system_prompt)
-    return ResolvedModel(path=path, fingerprint=fingerprint, model_key=key, dtype=dtype)
+    served = served_model(spec)
+    # a served model is another model: its name joins the local checkpoint's fingerprint
+    extra = () if served is None else ("openai", served)
+    key = short_hash(fingerprint, dtype, TEMPLATE_VERSION, spec.system_prompt, *extra)
+    return ResolvedModel(path=path, fingerprint=fingerprint, model_key=key, dtype=dtype,
+                         engine=spec.engine, served_model=served)
+
+
+def served_model(spec: ModelSpec) -> str | None:
+    """engine openai: the served model's name (the one given, else the only one the server
+    lists; asking the server only when none is given)."""
+    if spec.engine != "openai":
+        return None
+    if spec.engine_model:
+        return spec.engine_model
+    from rap_core.engines.openai_api import served_model_name
+    return served_model_name(spec.engine_url, None)
 
 
 def resolve_dtype(device: str, dtype: str) -> str:
@@ -82,5 +99,6 @@ def model_row(model: ResolvedModel, spec: ModelSpec) -> pl.DataFrame:
     return pl.DataFrame([{"model_key": model.model_key, "model_path": model.path,
                           "weights_fingerprint": model.fingerprint, "dtype": model.dtype,
                           "template_version": TEMPLATE_VERSION,
-                          "system_prompt": spec.system_prompt}],
-                        schema_overrides={"system_prompt": pl.String})
+                          "system_prompt": spec.system_prompt, "engine": model.engine,
+                          "served_model": model.served_model}],
+                        schema_overrides={"system_prompt": pl.String, "served_model": pl.String})

@@ -6,9 +6,10 @@ Defaults are the paper's (README: How it runs); every field is recorded with eac
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Literal, Optional
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from rap_core.estimators import METHODS
@@ -34,6 +35,46 @@ class ModelSpec(BaseModel):
         "float32", description="Model weights dtype; auto: bfloat16 on GPUs and CPUs with "
         "native bfloat16 (avx512_bf16/amx), float16 on older GPUs, else float32")
     system_prompt: str | None = Field(None, description="Optional system turn for every prompt")
+    engine: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers", description="What generates the rollouts: transformers (in this "
+        "process), openai (an OpenAI-compatible server: vLLM, SGLang, transformers serve; "
+        "--model is then the local folder of the model it serves, for the attention pass) "
+        "or vllm (vLLM's offline engine in this process; pip install .[vllm])")
+    engine_url: str | None = Field(None, description="openai: the server's base URL, e.g. "
+                                   "http://127.0.0.1:8000/v1")
+    engine_model: str | None = Field(None, description="openai: the served model's name "
+                                     "(default: the only model the server lists)")
+    engine_concurrency: int = Field(16, ge=1, le=1024, description="openai: requests in "
+                                    "flight at once")
+    engine_timeout_s: float = Field(600.0, gt=0.0, description="openai: seconds one request "
+                                    "may take before it is retried")
+
+    @model_validator(mode="after")
+    def _engine_url_given(self) -> "ModelSpec":
+        if self.engine == "openai" and not self.engine_url:
+            raise ValueError("engine openai needs engine_url (the server's base URL, e.g. "
+                             "http://127.0.0.1:8000/v1)")
+        if self.engine_url and not self.engine_url.startswith(("http://", "https://")):
+            raise ValueError(f"engine_url {self.engine_url!r} is not an http(s) URL")
+        return self
+
+    def engine_config(self, served_model: str | None = None) -> "EngineConfig | None":
+        """What load_engine needs besides the checkpoint (None: the transformers engine)."""
+        if self.engine == "transformers":
+            return None
+        return EngineConfig(self.engine, self.engine_url, served_model or self.engine_model,
+                            self.engine_concurrency, self.engine_timeout_s)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """A serving engine's settings, hashable (load_engine caches one engine per process)."""
+
+    kind: str
+    url: str | None = None
+    served_model: str | None = None
+    concurrency: int = 16
+    timeout_s: float = 600.0
 
 
 class RolloutSettings(BaseModel):
@@ -45,8 +86,11 @@ class RolloutSettings(BaseModel):
     max_new_tokens: int = Field(64, ge=1, description="Response length cap in tokens")
     seed: int = Field(0, description="Sampling seed (each rollout has its own stream)")
 
-    def key(self) -> str:
-        return short_hash(self.model_dump(), GRADER_VERSION)
+    def key(self, engine: str = "transformers") -> str:
+        """The rollout settings key; a serving engine's kind is part of it (its samples
+        differ from transformers' at the same seed), the transformers engine's is not."""
+        extra = () if engine == "transformers" else (engine,)
+        return short_hash(self.model_dump(), GRADER_VERSION, *extra)
 
 
 class AceSettings(BaseModel):
@@ -126,6 +170,10 @@ FLOW_PARAMETERS: dict[str, tuple[str | None, str]] = {
     "format": ("data", "format"), "allow_outside_paths": ("data", "allow_outside_paths"),
     "model": ("model", "path"), "device": ("model", "device"), "dtype": ("model", "dtype"),
     "system_prompt": ("model", "system_prompt"),
+    "engine": ("model", "engine"), "engine_url": ("model", "engine_url"),
+    "engine_model": ("model", "engine_model"),
+    "engine_concurrency": ("model", "engine_concurrency"),
+    "engine_timeout_s": ("model", "engine_timeout_s"),
     "m": ("rollout", "m"), "temperature": ("rollout", "temperature"),
     "top_p": ("rollout", "top_p"), "max_new_tokens": ("rollout", "max_new_tokens"),
     "seed": ("rollout", "seed"),

@@ -43,11 +43,18 @@ class _Progress:
 
 
 def _engine(model: ResolvedModel, spec: ModelSpec):
-    return load_engine(model.path, spec.device, model.dtype, spec.system_prompt)
+    return load_engine(model.path, spec.device, model.dtype, spec.system_prompt,
+                       spec.engine_config(model.served_model))
+
+
+def _batch(engine, batch_size: int) -> int:
+    """A serving engine wants more samples per call than a forward pass holds."""
+    return max(batch_size, getattr(engine, "samples_per_call", 0))
 
 
 def _rollouts(stage, shard, model, spec, rollout, batch_size, fact_key, report) -> ShardResult:
-    return infer_rollouts(_engine(model, spec), shard, stage, rollout, batch_size,
+    engine = _engine(model, spec)
+    return infer_rollouts(engine, shard, stage, rollout, _batch(engine, batch_size),
                           model.model_key, fact_key, _Progress(stage, report))
 
 

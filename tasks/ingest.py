@@ -36,12 +36,12 @@ def register_model(model: ModelSpec, rollout: RolloutSettings, ace: AceSettings,
                    settings: Settings) -> ResolvedModel:
     """Resolve the model to a key (building the embedded one if needed) and record the keys."""
     resolved = resolve_model(model, settings, log=get_run_logger().info)
-    rollout_key = rollout.key()
+    rollout_key = rollout.key(model.engine)
     with open_store(settings.duckdb_path) as store, store.transaction():
         store.upsert("models", model_row(resolved, model))
         store.upsert("rollout_settings", pl.DataFrame([{
             "settings_key": rollout_key, **rollout.model_dump(),
-            "grader_version": GRADER_VERSION}]))
+            "grader_version": GRADER_VERSION, "engine": model.engine}]))
         store.upsert("ace_settings", pl.DataFrame([{
             "ace_key": ace.key(rollout_key), "settings_key": rollout_key,
             "head_reduce": ace.head_reduce, "response_choice": ace.response}]))

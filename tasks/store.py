@@ -37,4 +37,23 @@ def write_facts(settings: Settings, table: str, result: ShardResult) -> int:
     """Store a shard's facts and errors in one transaction: the whole shard or nothing."""
     with open_store(settings.duckdb_path) as store, store.transaction():
         store.upsert("inference_errors", result.errors)
+        for keys, ids in _stored(table, result.facts):
+            store.execute("writes/clear_retried_errors", sample_ids=ids, **keys)
         return store.upsert(table, result.facts)
+
+
+STAGE_OF_CONDITION = {"mm": "multimodal", "text": "text_only"}
+
+
+def _stored(table: str, facts: pl.DataFrame):
+    """(model_key, fact_key, stage) and the sample ids of the facts a shard stores."""
+    if facts.is_empty():
+        return []
+    if table == "attention_stats":
+        groups = facts.group_by("model_key", "ace_key").agg(pl.col("sample_id").unique())
+        return [({"model_key": m, "fact_key": a, "stage": "attention"}, ids)
+                for m, a, ids in groups.iter_rows()]
+    groups = facts.group_by("model_key", "settings_key", "condition").agg(
+        pl.col("sample_id").unique())
+    return [({"model_key": m, "fact_key": k, "stage": STAGE_OF_CONDITION[c]}, ids)
+            for m, k, c, ids in groups.iter_rows()]

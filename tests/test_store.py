@@ -85,6 +85,9 @@ V2_LAYOUT = [  # schema 3 back to schema 2: one column per stage, no method
     "ALTER TABLE selection_runs DROP COLUMN method",
     "ALTER TABLE selection_runs DROP COLUMN stages",
     "ALTER TABLE selection_runs DROP COLUMN rebalancer",
+    # schema 4's engine columns
+    "ALTER TABLE models DROP COLUMN engine", "ALTER TABLE models DROP COLUMN served_model",
+    "ALTER TABLE rollout_settings DROP COLUMN engine",
 ]
 
 
@@ -101,11 +104,11 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path):
             store.con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store.execute("writes/set_meta", key="schema_version", value="1")
     store_mod._MIGRATED.clear()
-    with pytest.raises(StoreError, match="older than 3: run `rap select`"):
+    with pytest.raises(StoreError, match="older than 4: run `rap select`"):
         with open_store(path, read_only=True):
             pass
     with open_store(path) as store:
-        assert store.stored_version() == "3"
+        assert store.stored_version() == "4"
         assert store.con.sql("SELECT count(*), count(system) FROM samples").fetchall() == [(2, 0)]
         columns = {r[0] for r in store.con.sql("DESCRIBE pool_rows").fetchall()}
         assert {"source_id", "data_source"} <= columns
@@ -113,8 +116,11 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path):
         assert passed == [(["cde", "ace"],), ([],)]  # from passed_cde / passed_ace
         columns = {r[0] for r in store.con.sql("DESCRIBE selection_runs").fetchall()}
         assert {"method", "stages", "rebalancer"} <= columns
+        assert {"engine", "served_model"} <= {
+            r[0] for r in store.con.sql("DESCRIBE models").fetchall()}
+        assert "engine" in {r[0] for r in store.con.sql("DESCRIBE rollout_settings").fetchall()}
     with open_store(path, read_only=True) as store:
-        assert store.stored_version() == "3"
+        assert store.stored_version() == "4"
 
 
 def test_a_known_sample_keeps_its_first_record(tmp_path):

@@ -13,7 +13,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from rap_core.params import RolloutSettings
+from rap_core.params import EngineConfig, RolloutSettings
 from rap_core.errors import EngineConfigError
 
 
@@ -53,12 +53,22 @@ class Engine(Protocol):
 
 
 EngineLoader = Callable[[str, str, str, str | None], Engine]
+# a serving engine: (config, local checkpoint path, device, dtype, system prompt, loader of
+# the local engine that runs the attention pass) -> engine
+ServingLoader = Callable[[EngineConfig, str, str, str, str | None, Callable[[], Engine]], Engine]
 _LOADERS: dict[str, EngineLoader] = {}
+_SERVING: dict[str, ServingLoader] = {}
 
 
 def register_engine(prefix: str, loader: EngineLoader) -> None:
     """Route model paths starting with prefix to loader (e.g. a faster engine)."""
     _LOADERS[prefix] = loader
+    load_engine.cache_clear()
+
+
+def register_serving_engine(kind: str, loader: ServingLoader) -> None:
+    """An engine kind (ModelSpec.engine) that generates elsewhere than transformers."""
+    _SERVING[kind] = loader
     load_engine.cache_clear()
 
 
@@ -68,13 +78,20 @@ def is_registered(path: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def load_engine(path: str, device: str, dtype: str, system_prompt: str | None) -> Engine:
-    """Load once per process; tasks pass identifiers, never model objects."""
+def load_engine(path: str, device: str, dtype: str, system_prompt: str | None,
+                engine: EngineConfig | None = None) -> Engine:
+    """Load once per process; tasks pass identifiers, never model objects. With a serving
+    engine the local checkpoint is loaded only when its attention pass is asked for."""
     # the longest matching prefix wins; "" (the transformers engine) matches every path
     prefix = max((p for p in _LOADERS if path.startswith(p)), key=len, default=None)
     if prefix is None:
         raise EngineConfigError(f"no engine for model path {path!r}")
-    return _LOADERS[prefix](path, device, dtype, system_prompt)
+    local = functools.partial(_LOADERS[prefix], path, device, dtype, system_prompt)
+    if engine is None:
+        return local()
+    if engine.kind not in _SERVING:
+        raise EngineConfigError(f"no engine of kind {engine.kind!r}")
+    return _SERVING[engine.kind](engine, path, device, dtype, system_prompt, local)
 
 
 def run_isolated(items: list, batch_size: int, call: Callable[[list], list],

@@ -47,12 +47,17 @@ def load_model_and_processor(model_dir: Path, device: str, dtype: str):
     from rap_core.engines.attention import NAME as final_layer_eager
     family = model_family(model_dir)
     upgrade_rap_folder(model_dir)
-    model_cls_name, processor_cls = FAMILIES[family]
+    model_cls_name = FAMILIES[family][0]
     model_cls = getattr(transformers, model_cls_name)
     model = model_cls.from_pretrained(
         model_dir, dtype=getattr(torch, dtype),
         attn_implementation={"text_config": final_layer_eager, "vision_config": "sdpa"})
     model.to(device).eval()
-    processor = processor_cls.from_pretrained(model_dir)
+    return model, load_processor(model_dir, family)
+
+
+def load_processor(model_dir: Path, family: str | None = None):
+    """The checkpoint's image-only processor, padding on the left (for generation)."""
+    processor = FAMILIES[family or model_family(model_dir)][1].from_pretrained(model_dir)
     processor.tokenizer.padding_side = "left"
-    return model, processor
+    return processor

@@ -1,4 +1,5 @@
--- Rollout settings keys: sampling parameters and the answer grader's version.
+-- Rollout settings keys: sampling parameters, the answer grader's version and the engine kind
+-- (part of the key unless transformers).
 CREATE TABLE IF NOT EXISTS rollout_settings (
     settings_key   VARCHAR PRIMARY KEY,
     m              INTEGER NOT NULL,
@@ -6,5 +7,6 @@ CREATE TABLE IF NOT EXISTS rollout_settings (
     top_p          DOUBLE NOT NULL,
     max_new_tokens INTEGER NOT NULL,
     seed           BIGINT NOT NULL,
-    grader_version VARCHAR NOT NULL
+    grader_version VARCHAR NOT NULL,
+    engine         VARCHAR DEFAULT 'transformers'
 );
