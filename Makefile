@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install select retune validate experiment server deploy worker bench test clean-data
+.PHONY: install select retune validate experiment server deploy worker bench gpu-check test clean-data
 
 $(BIN)/rap: pyproject.toml
 	python3 -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: install
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/large_model.py
 	$(BIN)/python bench/settled_rollouts.py
+	$(BIN)/python bench/engines.py
+
+# On a GPU machine, in an environment with rap on a CUDA torch (README "Performance")
+gpu-check:
+	bash bench/gpu_check.sh $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

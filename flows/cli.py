@@ -255,11 +255,12 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
 
     from flows.server import ServerError
     from rap_core.engines.checkpoints import ModelLoadError
-    from rap_core.errors import RunnerError
+    from rap_core.errors import EngineConfigError, RunnerError
     from rap_core.store import StoreDamaged, damage_detail, damage_in
     if isinstance(exc, duckdb.Error) and damage_in(exc):
         return _fail(StoreDamaged(settings.duckdb_path, damage_detail(exc)))
-    if isinstance(exc, (duckdb.Error, ModelLoadError, ServerError, RunnerError)):
+    if isinstance(exc, (duckdb.Error, ModelLoadError, ServerError, RunnerError,
+                        EngineConfigError)):
         return _fail(exc)
     if isinstance(exc, OSError) and exc.filename:
         return _fail(f"{exc.strerror or exc}: {exc.filename}")

@@ -1,0 +1,259 @@
+"""The GPU check (bench/gpu_check.sh runs it): on one GPU, with nothing downloaded, a random-
+weight model of Qwen2.5-VL-7B's published shapes in bfloat16 through
+
+1. the transformers engine: samples/s and generated tokens/s at M = 5 and 256 new tokens
+   (random weights never stop early: every response is 256 tokens, the worst case);
+2. the ACE pass: peak GPU memory against a plain forward over the same batch;
+3. the `rap` flow end to end on --flow-n easy-VQA samples (all rollouts, saved to a folder);
+4. the vLLM engine on the same folder, if vLLM imports here (else says why).
+
+Each step prints its figures and is timed; a failing step is reported and the next one runs.
+Figures also go to --out (JSON). `--shapes small` runs the same steps on a small random model
+(a CPU check of the script itself).
+
+    python bench/gpu_check.py [--shapes 7b] [--device cuda] [--n 32] [--flow-n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from common import PeakMemory, easy_vqa_samples, machine, table
+
+# Qwen2.5-VL-7B-Instruct's published shapes (its config.json)
+QWEN25_VL_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                         num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
+                         max_position_embeddings=128000,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                          "mrope_section": [16, 24, 24]})
+QWEN25_VL_7B_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                           out_hidden_size=3584, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, window_size=112,
+                           fullatt_block_indexes=[7, 15, 23, 31])
+SMALL_TEXT = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=152064,
+                  max_position_embeddings=4096,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                   "mrope_section": [8, 12, 12]})
+SMALL_VISION = dict(depth=2, hidden_size=128, intermediate_size=256, num_heads=4,
+                    out_hidden_size=256, patch_size=14, spatial_merge_size=2,
+                    temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1])
+SHAPES = {"7b": (QWEN25_VL_7B_TEXT, QWEN25_VL_7B_VISION), "small": (SMALL_TEXT, SMALL_VISION)}
+
+FIGURES: dict = {}
+
+
+def step(name: str):
+    """Run the decorated step now; report its failure and go on."""
+    def run(fn):
+        print(f"\n== {name}", flush=True)
+        start = time.perf_counter()
+        try:
+            fn()
+            FIGURES.setdefault(name, {})["seconds"] = round(time.perf_counter() - start, 1)
+        except Exception as exc:  # reported; the next step still runs
+            traceback.print_exc()
+            FIGURES[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+            print(f"!! {name} failed: {type(exc).__name__}: {exc}", flush=True)
+        return fn
+    return run
+
+
+def build(shapes: str, device: str, dtype: str):
+    """A random model of the shapes, initialised on the device (no 16 GB round trip through
+    host memory), with rap's processor and the engine's attention."""
+    import torch
+
+    from rap_core.demo.tiny_model import build_model, build_processor
+    from rap_core.engines.attention import NAME
+    from rap_core.engines.hf import HFEngine
+    text, vision = SHAPES[shapes]
+    processor = build_processor("qwen2_5_vl")
+    processor.tokenizer.padding_side = "left"
+    with torch.device(device):
+        model = build_model(processor.tokenizer, 0, "qwen2_5_vl", text=text, vision=vision,
+                            dtype=getattr(torch, dtype),
+                            attn_implementation={"text_config": NAME, "vision_config": "sdpa"})
+    return HFEngine.from_loaded(model, processor, device), processor
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", choices=sorted(SHAPES), default="7b")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--n", type=int, default=32, help="prompts for the engine figures")
+    parser.add_argument("--m", type=int, default=5)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--flow-n", type=int, default=200)
+    parser.add_argument("--flow-max-new-tokens", type=int, default=64)
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temp one)")
+    parser.add_argument("--out", default=None, help="write the figures here as JSON")
+    args = parser.parse_args()
+    import torch
+    import transformers
+    transformers.logging.set_verbosity_error()
+    work = Path(args.work or tempfile.mkdtemp(prefix="rap-gpu-check-"))
+    work.mkdir(parents=True, exist_ok=True)
+    FIGURES["machine"] = machine()
+    FIGURES["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__}
+    print(f"machine: {FIGURES['machine']}; transformers {transformers.__version__}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("no CUDA device: run with --device cpu --shapes small to check the script")
+        return 2
+    from rap_core.engines.base import PromptItem
+    from rap_core.params import RolloutSettings
+    state: dict = {}
+
+    @step("build")
+    def _():
+        start = time.perf_counter()
+        state["engine"], state["processor"] = build(args.shapes, args.device, args.dtype)
+        params = sum(p.numel() for p in state["engine"].model.parameters())
+        FIGURES["build"] = {"parameters_b": round(params / 1e9, 2),
+                            "build_s": round(time.perf_counter() - start, 1)}
+        print(f"random Qwen2.5-VL ({args.shapes}): {params / 1e9:.2f} B parameters, "
+              f"{args.dtype} on {args.device}")
+
+    samples = easy_vqa_samples(max(args.n, args.flow_n), work / "images")
+    prompts = [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]))
+               for r in samples.head(args.n).iter_rows(named=True)]
+    rollout = RolloutSettings(m=args.m, max_new_tokens=args.max_new_tokens)
+
+    @step("transformers engine")
+    def _():
+        engine = state["engine"]
+        engine.generate(prompts[:2], True, rollout.model_copy(update={"max_new_tokens": 4}))
+        rows = []
+        for with_images in (True, False):
+            synchronize(args.device)
+            start = time.perf_counter()
+            out = []
+            for i in range(0, len(prompts), args.batch):
+                out += engine.generate(prompts[i:i + args.batch], with_images, rollout)
+            synchronize(args.device)
+            seconds = time.perf_counter() - start
+            tokens = sum(len(r.token_ids) for rs in out for r in rs)
+            rows.append({"condition": "multimodal" if with_images else "text-only",
+                         "samples": len(prompts), "seconds": seconds,
+                         "samples/s": len(prompts) / seconds, "tokens/s": tokens / seconds})
+        print(table(rows))
+        FIGURES["transformers engine"] = {"batch": args.batch, "m": args.m,
+                                          "max_new_tokens": args.max_new_tokens, "rows": rows}
+
+    @step("ACE pass memory")
+    def _():
+        import numpy as np
+        engine = state["engine"]
+        tokenizer = engine.tokenizer
+        plain = [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids
+                 and i not in engine.vision_tokens]
+        rng = np.random.default_rng(0)
+        forced = [PromptItem(p.sample_id, p.question, p.image_paths,
+                             tuple(int(t) for t in rng.choice(plain, args.max_new_tokens)))
+                  for p in prompts[:8]]
+        figures = {}
+        for name, run in {"plain forward": lambda: plain_forward(engine, forced),
+                          "ACE pass": lambda: engine.attention_column_log_sums(forced, "mean")
+                          }.items():
+            run()
+            with PeakMemory(args.device) as peak:
+                run()
+            figures[name] = round(peak.mb, 1)
+        if figures["plain forward"] > 0:  # on a CPU, RSS peaks are coarse (bench/common.py)
+            figures["ratio"] = round(figures["ACE pass"] / figures["plain forward"], 3)
+        print(f"peak MB over 8 prompts + {args.max_new_tokens}-token responses: {figures}")
+        FIGURES["ACE pass memory"] = figures
+
+    @step("save checkpoint")
+    def _():
+        folder = work / "random-qwen2.5-vl"
+        if not (folder / "config.json").exists():
+            from rap_core.engines.checkpoints import write_stock_processor_files
+            state["engine"].model.save_pretrained(folder)
+            state["processor"].save_pretrained(folder)
+            write_stock_processor_files(folder)  # vLLM loads it with AutoProcessor
+        state["folder"] = folder
+        state["engine"] = None
+        import gc
+        gc.collect()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    def flow(engine_kind: str):
+        os.environ["RAP_DATA_DIR"] = str(work / f"data-{engine_kind}")
+        from rap_core.settings import Settings, configure_process_env
+        from rap_core.store.preflight import prepare_data_dir
+        prepare_data_dir(Settings.from_env())  # Prefect's home lies in the data folder
+        configure_process_env(Settings.from_env().data_dir)
+        from flows.rap import run_flow
+        from rap_core.params import DataSpec, ModelSpec, RapParams
+        params = RapParams(
+            data=DataSpec(limit=args.flow_n),
+            model=ModelSpec(path=str(state["folder"]), device=args.device, dtype=args.dtype,
+                            engine=engine_kind),
+            rollout=RolloutSettings(m=args.m, max_new_tokens=args.flow_max_new_tokens),
+            all_rollouts=True, batch_size=args.batch, track=False, export=False)
+        start = time.perf_counter()
+        summary = run_flow(params)
+        seconds = time.perf_counter() - start
+        figures = {"samples": args.flow_n, "seconds": round(seconds, 1),
+                   "funnel": summary["funnel"], "phases": summary["inference_phases"]}
+        print(json.dumps(figures, indent=1, default=str))
+        FIGURES[f"flow ({engine_kind})"] = figures
+
+    @step("flow (transformers)")
+    def _():
+        flow("transformers")
+
+    @step("flow (vllm)")
+    def _():
+        try:
+            import vllm
+        except Exception as exc:  # ImportError, or a vLLM build that does not load here
+            FIGURES["flow (vllm)"] = {"skipped": f"vLLM does not import: {exc}"}
+            print(f"skipped: vLLM does not import here ({type(exc).__name__}: {exc})")
+            return
+        print(f"vLLM {vllm.__version__}")
+        from rap_core.engines import base as engine_mod
+        engine_mod.load_engine.cache_clear()
+        flow("vllm")
+
+    text = json.dumps(FIGURES, indent=1, default=str)
+    if args.out:
+        Path(args.out).write_text(text)
+    print("\n== figures\n" + text)
+    return 0
+
+
+def plain_forward(engine, items):
+    """The same batch through sdpa in every layer, no attention weights kept."""
+    import torch
+
+    from rap_core.engines.attention import NAME
+    engine.model.set_attn_implementation({"text_config": "sdpa"})
+    try:
+        inputs = engine._encode(items, with_images=True)
+        engine._append_responses(inputs, items)
+        with torch.inference_mode():
+            engine.model(**inputs, use_cache=False, logits_to_keep=1)
+    finally:
+        engine.model.set_attn_implementation({"text_config": NAME})
+
+
+def synchronize(device: str) -> None:
+    import torch
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
