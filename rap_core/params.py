@@ -39,7 +39,7 @@ class ModelSpec(BaseModel):
         "transformers", description="What generates the rollouts: transformers (in this "
         "process), openai (an OpenAI-compatible server: vLLM, SGLang, transformers serve; "
         "--model is then the local folder of the model it serves, for the attention pass) "
-        "or vllm (vLLM's offline engine in this process; pip install .[vllm])")
+        "or vllm (vLLM's offline engine in this process; vLLM installed beside rap)")
     engine_url: str | None = Field(None, description="openai: the server's base URL, e.g. "
                                    "http://127.0.0.1:8000/v1")
     engine_model: str | None = Field(None, description="openai: the served model's name "

@@ -1,4 +1,5 @@
-"""Rollouts from vLLM's offline engine in this process (pip install .[vllm]).
+"""Rollouts from vLLM's offline engine in this process (vLLM installed beside rap: not an
+extra, since vLLM pins an older transformers than rap does).
 
 One `LLM.generate` call per batch: each sample is one request with its images as
 `multi_modal_data` and its own `SamplingParams(n=M, seed=...)`, so a sample's rollouts do not
@@ -33,8 +34,9 @@ class VllmEngine:
         try:
             from vllm import LLM
         except ImportError as exc:
-            raise EngineConfigError("engine vllm needs vLLM: pip install '.[vllm]' (vLLM "
-                                    f"itself could not be imported: {exc})") from exc
+            raise EngineConfigError(
+                f"engine vllm needs vLLM importable beside rap ({type(exc).__name__}: {exc}); "
+                "or serve the model with `vllm serve` and use --engine openai") from exc
         from rap_core.engines.hf_loading import load_processor
         self.path, self.system_prompt = path, system_prompt
         self.processor = load_processor(Path(path))
