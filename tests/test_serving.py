@@ -139,43 +139,6 @@ def select(server, rollout: RolloutSettings = ROLLOUT) -> dict:
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_select_through_the_server_end_to_end(settings, server):
-    first = select(server)
-    assert first["samples_inferred"] == N and first["funnel"]["pool_rows"] == N
-    c = counts(settings, first)
-    assert c["mm"]["n"] == N * ROLLOUT.m and c["mm"]["graded"] == c["mm"]["n"]
-    right = rows(settings, "SELECT count(DISTINCT sample_id) AS n FROM rollouts "
-                 "WHERE condition = 'mm' AND correct AND settings_key = $k",
-                 k=first["settings_key"])["n"][0]
-    assert c["text"]["s"] == right and c["text"]["n"] == right * ROLLOUT.m  # settled: skipped
-    assert sum(r["n"] for r in first["reasons"]) == N  # every row accounted for
-    attention = rows(settings, "SELECT count(*) AS n FROM attention_stats "
-                     "WHERE ace_key = $a", a=first["ace_key"])["n"][0]
-    assert attention == N  # the ACE pass ran locally over the server's responses
-    engine_row = rows(settings, "SELECT engine, served_model FROM models WHERE model_key = $m",
-                      m=first["model_key"]).to_dicts()
-    assert engine_row == [{"engine": "openai", "served_model": server.model}]
-    assert first["model_key"] != select_key_of_transformers(settings)
-    again = select(server)
-    assert again["samples_inferred"] == 0 and again["samples_stored"] == N
-    # a retune loads nothing and asks no server: stopped, it still re-selects
-    server.stop()
-    try:
-        loads = engine_mod.load_engine.cache_info().misses
-        from flows.rap import run_flow
-        retuned = run_flow(RapParams(mode="retune", lambda_c=0.0, track=False, export=False))
-        assert engine_mod.load_engine.cache_info().misses == loads
-        assert retuned["model_key"] == first["model_key"] and retuned["samples_inferred"] == 0
-    finally:
-        server.start()
-
-
-def select_key_of_transformers(settings) -> str:
-    from rap_core.models import resolve_model
-    return resolve_model(ModelSpec(), settings, log=lambda _: None).model_key
-
-
-@pytest.mark.usefixtures("prefect_harness")
 def test_a_server_stopped_mid_run_leaves_errors_that_the_next_run_completes(
         settings, server, fast_retries):
     from flows import rap as flow_mod
@@ -210,3 +173,38 @@ def test_a_server_stopped_mid_run_leaves_errors_that_the_next_run_completes(
     assert counts(settings, healed)["mm"]["s"] == N
     stored = rows(settings, "SELECT sample_id FROM attention_stats")
     assert pl.Series(stored["sample_id"]).n_unique() == N
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_select_through_the_server_end_to_end(settings, server):
+    first = select(server)
+    assert first["samples_inferred"] == N and first["funnel"]["pool_rows"] == N
+    c = counts(settings, first)
+    assert c["mm"]["n"] == N * ROLLOUT.m and c["mm"]["graded"] == c["mm"]["n"]
+    right = rows(settings, "SELECT count(DISTINCT sample_id) AS n FROM rollouts "
+                 "WHERE condition = 'mm' AND correct AND settings_key = $k",
+                 k=first["settings_key"])["n"][0]
+    assert c["text"]["s"] == right and c["text"]["n"] == right * ROLLOUT.m  # settled: skipped
+    assert sum(r["n"] for r in first["reasons"]) == N  # every row accounted for
+    attention = rows(settings, "SELECT count(*) AS n FROM attention_stats "
+                     "WHERE ace_key = $a", a=first["ace_key"])["n"][0]
+    assert attention == N  # the ACE pass ran locally over the server's responses
+    engine_row = rows(settings, "SELECT engine, served_model FROM models WHERE model_key = $m",
+                      m=first["model_key"]).to_dicts()
+    assert engine_row == [{"engine": "openai", "served_model": server.model}]
+    assert first["model_key"] != select_key_of_transformers(settings)
+    again = select(server)
+    assert again["samples_inferred"] == 0 and again["samples_stored"] == N
+    # a retune loads nothing and asks no server: stopped (the last test of the module), it
+    # still re-selects
+    server.stop()
+    loads = engine_mod.load_engine.cache_info().misses
+    from flows.rap import run_flow
+    retuned = run_flow(RapParams(mode="retune", lambda_c=0.0, track=False, export=False))
+    assert engine_mod.load_engine.cache_info().misses == loads
+    assert retuned["model_key"] == first["model_key"] and retuned["samples_inferred"] == 0
+
+
+def select_key_of_transformers(settings) -> str:
+    from rap_core.models import resolve_model
+    return resolve_model(ModelSpec(), settings, log=lambda _: None).model_key
