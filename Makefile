@@ -5,14 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install select retune validate experiment server deploy worker bench gpu-check test clean-data
+.PHONY: install select retune validate experiment server deploy worker mlflow bench gpu-check test clean-data
 
 $(BIN)/rap: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	# torch first, alone: the pinned CPU wheel; anything else would pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,ui]"
 	touch $(BIN)/rap
 
 install: $(BIN)/rap
@@ -38,6 +38,10 @@ deploy: install
 
 worker: install
 	$(BIN)/rap server worker $(ARGS)
+
+# MLflow's UI over the data folder's runs (README "See what was selected")
+mlflow: install
+	$(BIN)/rap server mlflow $(ARGS)
 
 # Benchmarks (README "Performance"): each prints its figures
 bench: install

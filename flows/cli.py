@@ -22,6 +22,7 @@ import inspect
 import sys
 import types
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Literal, Optional, Union, get_args, get_origin
 
 import typer
@@ -131,7 +132,8 @@ def format_summary(summary: dict, settings: Settings) -> str:
               *_phase_lines(summary.get("inference_phases") or {}),
               f"  DuckDB      {summary['duckdb_path']}",
               f"  MLflow run  {_tracking(summary)}  [{settings.mlflow_tracking_uri}]",
-              f"  export      {summary['export_path'] or '(none)'}"]
+              f"  export      {summary['export_path'] or '(none)'}",
+              f"  report      {summary.get('report_path') or '(not written: rap report)'}"]
     return "\n".join(lines)
 
 
@@ -202,8 +204,8 @@ RUNS_SQL = ("SELECT r.run_id, r.mode, r.method, r.base_run, f.pool_rows, f.selec
 
 
 WRITING_COMMANDS = {"select", "retune", "track", "demo-model", "validate", "experiment",
-                    "server"}
-READING_COMMANDS = {"query", "runs", "compare", "export", "track"}  # they read the store first
+                    "server", "report"}
+READING_COMMANDS = {"query", "runs", "compare", "export", "track", "report"}  # they read the store first
 
 
 def _guarded(command: str):
@@ -370,13 +372,48 @@ def compare_command(settings: Settings,
                     run_a: Annotated[str, typer.Argument(help="a selection run")],
                     run_b: Annotated[str, typer.Argument(help="another run on the same pool")],
                     max_rows: Annotated[int, typer.Option(
-                        min=1, max=10**6, help="rows of the crosstab to print")] = 30) -> None:
+                        min=1, max=10**6, help="rows of the crosstab to print")] = 30,
+                    report: Annotated[Optional[str], typer.Option(
+                        metavar="PATH", help="also write an HTML page of the two runs side "
+                        "by side (what each selected that the other did not)")] = None,
+                    per_group: Annotated[int, typer.Option(
+                        min=1, max=1000, help="report: sample cards per group")] = 8,
+                    force: Annotated[bool, typer.Option(
+                        help="report: replace an earlier rap report at PATH")] = False) -> None:
     """Two runs on one pool: sizes, overlap, Jaccard, how each row ended in one against the
     other, groups."""
     from rap_core.compare import compare_runs, format_comparison
     from rap_core.store import open_store
     with open_store(settings.duckdb_path, read_only=True) as store:
         print(format_comparison(compare_runs(store, run_a, run_b), max_rows))
+    if report:
+        from rap_core.report import write_compare_report
+        manifest = write_compare_report(settings, run_a, run_b, Path(report), per_group,
+                                        force=force)
+        print(f"report  {manifest['path']}")
+
+
+@app.command("report")
+@_guarded("report")
+def report_command(settings: Settings,
+                   run: Annotated[Optional[str], typer.Option(
+                       help="the run", show_default="the latest")] = None,
+                   out: Annotated[Optional[str], typer.Option(
+                       help="HTML file to write", show_default="rap_data/reports/<run>.html")
+                   ] = None,
+                   per_reason: Annotated[int, typer.Option(
+                       min=1, max=1000, help="sample cards per (state, stage, reason)")] = 8,
+                   seed: Annotated[int, typer.Option(help="which cards are sampled")] = 0,
+                   force: Annotated[bool, typer.Option(
+                       help="replace an earlier rap report at --out (anything else is never "
+                       "replaced)")] = False) -> None:
+    """Write a run's report page: one self-contained HTML file with the funnel, the score
+    distributions and sample cards (image, question, answer, scores, responses) per reason.
+    Open it in any browser; it fetches nothing."""
+    from rap_core.report import write_report
+    manifest = write_report(settings, run, Path(out) if out else None, per_reason, seed, force)
+    print(f"report of run {manifest['run_id']}: {manifest['path']} "
+          f"({manifest['bytes'] / 1024:.0f} KB, {manifest['cards']} cards)")
 
 
 @app.command("track")
@@ -535,6 +572,16 @@ def server_deploy(settings: Settings, port: PORT = None, wait: WAIT = 120.0) -> 
     rap/retune."""
     from flows import server
     server.deploy(settings, port, _say, wait)
+
+
+@server_app.command("mlflow")
+@_guarded("server mlflow")
+def server_mlflow(settings: Settings, host: str = "127.0.0.1",
+                  port: Annotated[int, typer.Option(min=1, max=65535)] = 5000) -> None:
+    """Start MLflow's UI over the data folder's runs (foreground; needs the full mlflow
+    package, which make install adds)."""
+    from flows import server
+    server.start_mlflow_ui(settings, host, port, _say)
 
 
 @server_app.command("worker")

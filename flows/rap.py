@@ -39,7 +39,7 @@ from rap_core.store import SelectionRun, open_store
 from tasks.estimate import apply_filters, estimate_difficulty, replacement
 from tasks.inference import attention_extraction, multimodal_inference, text_only_inference
 from tasks.ingest import ingest, register_model
-from tasks.selection import export_selection, track, write_selection
+from tasks.selection import export_selection, track, write_run_report, write_selection
 from tasks.store import missing_attention, missing_rollouts, write_facts
 
 # multimodal first: a sample none of whose multimodal rollouts is right needs no text-only ones
@@ -275,8 +275,9 @@ def _select(params: RapParams, settings: Settings) -> dict:
     result = write_selection(settings, run, decisions)
     export_path = (export_selection(settings, run.run_id, keys.pool_id)
                    if params.export else None)
+    report_path = write_run_report(settings, run.run_id)
     mlflow_id = (track(settings, run, params.model_dump(), result, decisions, export_path,
-                       phases) if params.track else None)
+                       phases, report_path) if params.track else None)
     summary = {"run_id": run.run_id, "mode": params.mode, "method": params.method,
                "funnel": result["funnel"],
                "thresholds": {name: getattr(th, name)
@@ -285,16 +286,32 @@ def _select(params: RapParams, settings: Settings) -> dict:
                "samples_stored": stored, "inference_s": round(inference_s, 3),
                "inference_phases": phases,
                "duckdb_path": str(settings.duckdb_path),
-               "export_path": export_path, "mlflow_run_id": mlflow_id,
+               "export_path": export_path, "report_path": report_path,
+               "mlflow_run_id": mlflow_id,
                "tracking_failed": params.track and mlflow_id is None, **keys.model_dump()}
     _shown_only(create_markdown_artifact,
                 selection_markdown(summary, settings.mlflow_tracking_uri), key="rap-selection",
                 description=f"RAP {params.mode} run {run.run_id}: {run.n_selected} "
                 "selected")
+    _shown_only(_label_flow_run, params, run, inputs.height)
     get_run_logger().info("run %s: %d rows -> %d selected (MLflow run %s, export %s)",
                           run.run_id, inputs.height, run.n_selected, mlflow_id,
                           export_path)
     return summary
+
+
+def _label_flow_run(params: RapParams, run: SelectionRun, n_rows: int) -> None:
+    """Name the flow run after what it made (`select rap 1000->339 20261130-...`) and tag it,
+    so the Prefect UI's list of runs says what each one is."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    if not flow_run.id:
+        return
+    name = f"{params.mode} {params.method} {n_rows}->{run.n_selected} {run.run_id}"
+    tags = {"rap", f"mode:{params.mode}", f"method:{params.method}", f"run:{run.run_id}",
+            f"engine:{params.model.engine}", *(flow_run.tags or [])}
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, name=name, tags=sorted(tags))
 
 
 def _rap(**parameters) -> dict:

@@ -64,6 +64,10 @@ def selection_markdown(summary: dict, tracking_uri: str) -> str:
         "## Where the results are", "",
         f"- MLflow run: {mlflow}",
         f"- Export: `{summary['export_path']}`" if summary["export_path"] else "- Export: none",
+        (f"- Report page (samples with their images and scores, per reason): "
+         f"[{summary['report_path']}](file://{summary['report_path']})"
+         if summary.get("report_path") else
+         f"- Report page: not written (`rap report --run {run}`)"),
         f"- DuckDB: `{summary['duckdb_path']}` (pool `{summary['pool_id']}`, model "
         f"`{summary['model_key']}`, settings `{summary['settings_key']}`)",
         f"- Decisions: `rap query \"SELECT * FROM decisions WHERE run_id = '{run}'\"`",

@@ -120,3 +120,35 @@ def start_worker(settings: Settings, port: int | None, say, wait_s: float = 120.
     os.chdir(PROJECT_ROOT)
     os.execve(_prefect(), [_prefect(), "worker", "start", "--pool", WORK_POOL, "--type",
                            "process", "--limit", "1"], env)
+
+
+def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:
+    """`mlflow ui` over the data folder's tracking store: one worker (each takes ~270 MB),
+    MLflow's job runner off (selection runs need none)."""
+    uri = settings.mlflow_tracking_uri
+    if not uri.startswith("sqlite:"):
+        raise ServerError(f"the tracking store is {uri}, not a file in the data folder: open "
+                          "that server's UI directly")
+    try:
+        import mlflow.server  # noqa: F401  (the full package; mlflow-skinny has no UI)
+    except ImportError as exc:
+        raise ServerError("MLflow's UI needs the full mlflow package: pip install '.[ui]' "
+                          "(make install does it)") from exc
+    return [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
+            "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def start_mlflow_ui(settings: Settings, host: str = "127.0.0.1", port: int = 5000,
+                    say=None, background: bool = False):
+    """MLflow's UI on host:port over this data folder's runs: replaces this process, or
+    (background) returns the started process for the caller to stop."""
+    command = mlflow_ui_command(settings, host, port)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if background:
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    if say:
+        say(f"MLflow UI on http://{host}:{port} (tracking store {settings.mlflow_tracking_uri})")
+        say(f"  experiment '{settings.mlflow_experiment}': one run per selection, with its "
+            "report page under Artifacts > report")
+    os.execve(command[0], command, env)

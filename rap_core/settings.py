@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         return self.data_dir / "images"
 
     @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
     def exports_dir(self) -> Path:
         return self.data_dir / "exports"
 

@@ -11,7 +11,8 @@ from rap_core.io.outputs import manifest_path
 from rap_core.settings import Settings
 from rap_core.store.records import SelectionRun
 
-HISTOGRAMS = {"d": "D(x) = acc_mm - acc_text", "psi": "ACE psi", "acc_mm": "acc_mm"}
+HISTOGRAMS = {"d": "D(x) = acc_mm - acc_text", "psi": "ACE psi", "acc_mm": "acc_mm",
+              "acc_text": "acc_text"}
 
 
 def _flat_params(params: dict, prefix: str = "") -> dict:
@@ -25,26 +26,75 @@ def _flat_params(params: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _histogram(values: pl.Series, title: str, path: Path) -> None:
+def _histogram(decisions: pl.DataFrame, column: str, title: str, path: Path,
+               thresholds: list[tuple[str, float]] = ()) -> None:
+    """Selected and dropped rows stacked, with the thresholds the run used as lines (psi on
+    a log10 axis: its values span many decades)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    present = values.drop_nulls()
-    finite = present.filter(present.is_finite())
-    ax.hist(finite.to_list(), bins=30, color="#4C72B0")
-    ax.set_title(f"{title} (n={finite.len()})")
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    values = decisions.select("state", pl.col(column).cast(pl.Float64).alias("v"))
+    if column == "psi":
+        values = values.filter(pl.col("v") > 0).with_columns(pl.col("v").log10())
+        title = f"log10 {title}"
+    values = values.drop_nulls().filter(pl.col("v").is_finite())
+    parts = [values.filter(pl.col("state") == s)["v"].to_numpy() for s in ("selected", "dropped")]
+    if values.height:
+        lo, hi = float(values["v"].min()), float(values["v"].max())
+        bins = np.linspace(lo, hi if hi > lo else lo + 1, 31)
+        ax.hist(parts, bins=bins, stacked=True, color=["#2e7d32", "#b0b7c3"],
+                label=[f"selected ({len(parts[0])})", f"dropped ({len(parts[1])})"])
+    for name, value in thresholds:
+        ax.axvline(value, color="#c62828", linestyle="--", linewidth=1.2,
+                   label=f"{name} = {value:.3g}")
+    ax.set_title(f"{title} (n={values.height})")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _threshold_lines(params: dict) -> dict[str, list[tuple[str, float]]]:
+    """The thresholds to draw on each histogram (only those of the run's method)."""
+    import math
+    th, method = params.get("thresholds") or {}, params.get("method", "rap")
+    lines: dict = {column: [] for column in HISTOGRAMS}
+    if method == "rap":
+        lines["d"].append(("lambda_c", th.get("lambda_c", 0.5)))
+        if th.get("lambda_a", 0.1) > 0:
+            lines["psi"].append(("log10 lambda_a", math.log10(th.get("lambda_a", 0.1))))
+    if method == "pass_band":
+        lines["acc_mm"] += [("low", th.get("pass_band_low", 0.0)),
+                            ("high", th.get("pass_band_high", 1.0))]
+    return lines
+
+
+# decisions.csv: the outcome first, then the scores, then the rest
+DECISION_FIRST = ["state", "stage", "reason", "detail", "sample_id", "source_row", "acc_mm",
+                  "acc_text", "d", "psi", "difficulty", "passed"]
+EXPERIMENT_NOTE = ("RAP data selection runs of this data folder: one run per selection or "
+                   "retune (parameters, funnel and reason metrics, score histograms, "
+                   "decisions.csv, the report page under report/), plus the demo model, "
+                   "validation and experiment records in their own experiments.")
 
 
 def _experiment(settings: Settings, suffix: str = ""):
     import mlflow
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     name = settings.mlflow_experiment + suffix
-    if mlflow.get_experiment_by_name(name) is None:
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
         mlflow.create_experiment(name, artifact_location=settings.mlflow_artifacts_uri)
+        found = mlflow.get_experiment_by_name(name)
+    if "mlflow.experimentKind" not in found.tags:
+        # MLflow 3's UI files untyped experiments under GenAI "evaluation runs"
+        mlflow.MlflowClient().set_experiment_tag(found.experiment_id, "mlflow.experimentKind",
+                                                 "custom_model_development")
+    if "mlflow.note.content" not in found.tags and not suffix:
+        mlflow.MlflowClient().set_experiment_tag(found.experiment_id, "mlflow.note.content",
+                                                 EXPERIMENT_NOTE)
     mlflow.set_experiment(name)
     return mlflow
 
@@ -84,7 +134,8 @@ def _reason_metric(r: dict) -> str:
 
 def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: dict,
                   reasons: pl.DataFrame, decisions: pl.DataFrame,
-                  export_path: str | None, phases: dict | None = None) -> str:
+                  export_path: str | None, phases: dict | None = None,
+                  report_path: str | None = None) -> str:
     """Log one selection run; returns the MLflow run id."""
     mlflow = _experiment(settings)
     with mlflow.start_run(run_name=f"{run.mode}-{run.run_id}") as active:
@@ -102,10 +153,14 @@ def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: d
                             for phase, figures in (phases or {}).items()
                             for k, v in figures.items() if isinstance(v, (int, float))})
         with tempfile.TemporaryDirectory() as tmp:
+            lines = _threshold_lines(params)
             for column, title in HISTOGRAMS.items():
-                _histogram(decisions[column], title, Path(tmp) / f"hist_{column}.png")
+                _histogram(decisions, column, title, Path(tmp) / f"hist_{column}.png",
+                           lines[column])
             nested = [c for c, t in decisions.schema.items() if isinstance(t, pl.List)]
-            decisions.with_columns(pl.col(c).list.join(",") for c in nested).write_csv(
+            first = [c for c in DECISION_FIRST if c in decisions.columns]
+            decisions.with_columns(pl.col(c).list.join(",") for c in nested).select(
+                *first, pl.exclude(first)).write_csv(
                 Path(tmp) / "decisions.csv")  # passed: 'cde,ace'; CSV holds no lists
             decisions.filter(pl.col("state") == "selected").select(
                 "sample_id", "stage", "reason").write_csv(Path(tmp) / "selected_ids.csv")
@@ -116,6 +171,9 @@ def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: d
             manifest = manifest_path(Path(export_path))
             if manifest.is_file():
                 mlflow.log_artifact(str(manifest), artifact_path="exports")
+        if report_path and Path(report_path).is_file():
+            mlflow.log_artifact(report_path, artifact_path="report")
+            mlflow.set_tag("report", report_path)
         return active.info.run_id
 
 
@@ -133,8 +191,10 @@ def track_stored_run(settings: Settings, run_id: str | None, force: bool = False
         funnel = counts(run_funnel(store, run.run_id))
         reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
         decisions = store.query("queries/decisions_of_run", run_id=run.run_id)
+    report = settings.reports_dir / f"{run.run_id}.html"  # rap report's default place
     mlflow_id = log_selection(settings, run, run.parameters, funnel, reasons, decisions,
-                              run.export_path)
+                              run.export_path, report_path=str(report) if report.is_file()
+                              else None)
     with open_store(settings.duckdb_path) as store:
         store.execute("writes/set_run_tracking", run_id=run.run_id,
                       mlflow_run_id=mlflow_id, export_path=run.export_path)

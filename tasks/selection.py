@@ -41,16 +41,32 @@ def export_selection(settings: Settings, run_id: str, pool_id: str) -> str:
     return manifest["path"]
 
 
+@task(name="report", cache_policy=NO_CACHE)
+def write_run_report(settings: Settings, run_id: str) -> str | None:
+    """The run's report page (rap_core/report). The selection is already stored: a page
+    that cannot be written is logged and costs nothing else (`rap report` writes it later)."""
+    from rap_core.report import write_report
+    try:
+        manifest = write_report(settings, run_id)
+    except Exception as exc:  # any failure: the run stands without its page
+        get_run_logger().warning("report page not written (%s: %s); `rap report --run %s` "
+                                 "writes it later", type(exc).__name__, str(exc)[:300], run_id)
+        return None
+    get_run_logger().info("report page: %s (%.0f KB, %d cards, %.1f s)", manifest["path"],
+                          manifest["bytes"] / 1024, manifest["cards"], manifest["seconds"])
+    return manifest["path"]
+
+
 @task(name="track", cache_policy=NO_CACHE)
 def track(settings: Settings, run: SelectionRun, params: dict, result: dict,
           decisions: pl.DataFrame, export_path: str | None,
-          phases: dict | None = None) -> str | None:
+          phases: dict | None = None, report_path: str | None = None) -> str | None:
     """Log the run to MLflow and link it from the store. The selection is already stored:
     if MLflow cannot be reached, say so and return None (`rap track --run R` logs it later)."""
     funnel = counts(result["funnel"])
     try:
         mlflow_id = log_selection(settings, run, params, funnel, result["reasons"],
-                                  decisions, export_path, phases)
+                                  decisions, export_path, phases, report_path)
     except Exception as exc:  # any tracking-store failure: the selection stands
         get_run_logger().warning(
             "MLflow logging failed (%s: %s). The selection is stored; log it later with "

@@ -1,0 +1,90 @@
+"""Inline SVG charts for the report page (no script, no library, nothing fetched)."""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+
+SELECTED, DROPPED, LINE = "#2e7d32", "#b0b7c3", "#c62828"
+
+
+def histogram(selected: np.ndarray, dropped: np.ndarray, title: str,
+              thresholds: list[tuple[str, float]] = (), bins: int = 24,
+              lo: float | None = None, hi: float | None = None) -> str:
+    """Stacked counts of selected and dropped rows per bin, with a dashed line per threshold."""
+    both = np.concatenate([selected, dropped])
+    if both.size == 0:
+        return f'<figure class="chart"><figcaption>{escape(title)}: no values</figcaption></figure>'
+    lo = float(np.min(both)) if lo is None else lo
+    hi = float(np.max(both)) if hi is None else hi
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    kept = np.histogram(np.clip(selected, lo, hi), edges)[0]
+    gone = np.histogram(np.clip(dropped, lo, hi), edges)[0]
+    width, height, pad_l, pad_b, pad_t = 360, 170, 34, 26, 8
+    plot_w, plot_h = width - pad_l - 8, height - pad_b - pad_t
+    top = max(int((kept + gone).max()), 1)
+
+    def x(value: float) -> float:
+        return pad_l + (value - lo) / (hi - lo) * plot_w
+
+    def y(count: float) -> float:
+        return pad_t + plot_h - count / top * plot_h
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             f'role="img" aria-label="{escape(title)}">']
+    bar = plot_w / bins
+    for i in range(bins):
+        left = pad_l + i * bar
+        if gone[i]:
+            parts.append(f'<rect x="{left:.1f}" y="{y(gone[i] + kept[i]):.1f}" '
+                         f'width="{bar - 1:.1f}" height="{y(kept[i]) - y(gone[i] + kept[i]):.1f}"'
+                         f' fill="{DROPPED}"><title>{gone[i]} dropped in [{edges[i]:.3g}, '
+                         f'{edges[i + 1]:.3g})</title></rect>')
+        if kept[i]:
+            parts.append(f'<rect x="{left:.1f}" y="{y(kept[i]):.1f}" width="{bar - 1:.1f}" '
+                         f'height="{y(0) - y(kept[i]):.1f}" fill="{SELECTED}"><title>{kept[i]} '
+                         f'selected in [{edges[i]:.3g}, {edges[i + 1]:.3g})</title></rect>')
+    parts.append(f'<line x1="{pad_l}" y1="{y(0):.1f}" x2="{width - 8}" y2="{y(0):.1f}" '
+                 'stroke="#555"/>')
+    for value, anchor in ((lo, "start"), (hi, "end")):
+        parts.append(f'<text x="{x(value):.1f}" y="{height - 8}" font-size="10" '
+                     f'text-anchor="{anchor}">{value:.3g}</text>')
+    parts.append(f'<text x="{pad_l - 4}" y="{pad_t + 8}" font-size="10" text-anchor="end">'
+                 f'{top}</text>')
+    for name, value in thresholds:
+        if value is None or not np.isfinite(value):
+            continue
+        inside = lo <= value <= hi
+        at = x(min(max(value, lo), hi))
+        label = f"{name} = {value:.3g}" + ("" if inside else " (off the axis)")
+        parts.append(f'<line x1="{at:.1f}" y1="{pad_t}" x2="{at:.1f}" y2="{y(0):.1f}" '
+                     f'stroke="{LINE}" stroke-dasharray="4 3" stroke-width="1.5"/>')
+        parts.append(f'<text x="{min(at + 3, width - 90):.1f}" y="{pad_t + 10}" font-size="10" '
+                     f'fill="{LINE}">{escape(label)}</text>')
+    parts.append("</svg>")
+    legend = (f'<span class="key" style="background:{SELECTED}"></span>selected '
+              f'{int(kept.sum())} <span class="key" style="background:{DROPPED}"></span>dropped '
+              f'{int(gone.sum())}')
+    return (f'<figure class="chart"><figcaption>{escape(title)}</figcaption>{"".join(parts)}'
+            f'<div class="legend">{legend}</div></figure>')
+
+
+def funnel(steps: list[tuple[str, int]]) -> str:
+    """One horizontal bar per step of the funnel, scaled to the first."""
+    if not steps:
+        return ""
+    width, row = 520, 24
+    first = max(steps[0][1], 1)
+    parts = [f'<svg viewBox="0 0 {width} {row * len(steps) + 4}" width="{width}" '
+             f'height="{row * len(steps) + 4}" role="img" aria-label="funnel">']
+    for i, (name, n) in enumerate(steps):
+        bar = max(n / first * (width - 250), 1)
+        parts.append(f'<text x="0" y="{i * row + 16}" font-size="12">{escape(name)}</text>'
+                     f'<rect x="130" y="{i * row + 4}" width="{bar:.1f}" height="{row - 8}" '
+                     f'fill="{SELECTED if i == len(steps) - 1 else "#5c7cba"}"/>'
+                     f'<text x="{136 + bar:.1f}" y="{i * row + 16}" font-size="12">{n:,}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
