@@ -36,6 +36,7 @@ def synthetic_retune(n: int, work: Path) -> dict:
     from rap_core.estimators import plan
     from rap_core.estimators.select import select_rows
     from rap_core.estimators.stored import selection_inputs
+    from rap_core.keys import FactKeys
     from rap_core.params import Thresholds
     from rap_core.store import open_store
     seconds: dict = {}
@@ -48,8 +49,8 @@ def synthetic_retune(n: int, work: Path) -> dict:
     th = Thresholds()
     with open_store(path, read_only=True) as store:
         start = time.perf_counter()
-        inputs = selection_inputs(store, plan("rap"), {"pool_id": "P", "model_key": "M",
-                                                       "settings_key": "S", "ace_key": "A"}, th)
+        keys = FactKeys(pool_id="P", model_key="M", settings_key="S", ace_key="A")
+        inputs = selection_inputs(store, plan("rap"), keys, th)
         seconds["scores from stored facts (SQL)"] = time.perf_counter() - start
     start = time.perf_counter()
     decisions = select_rows(inputs, plan("rap"), th)
