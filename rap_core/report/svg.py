@@ -62,7 +62,9 @@ def histogram(selected: np.ndarray, dropped: np.ndarray, title: str,
         label = f"{name} = {value:.3g}" + ("" if inside else " (off the axis)")
         parts.append(f'<line x1="{at:.1f}" y1="{pad_t}" x2="{at:.1f}" y2="{y(0):.1f}" '
                      f'stroke="{LINE}" stroke-dasharray="4 3" stroke-width="1.5"/>')
-        parts.append(f'<text x="{min(at + 3, width - 90):.1f}" y="{pad_t + 10}" font-size="10" '
+        right = at > pad_l + plot_w / 2  # the label on the side with room
+        parts.append(f'<text x="{at - 3 if right else at + 3:.1f}" y="{pad_t + 10}" '
+                     f'font-size="10" text-anchor="{"end" if right else "start"}" '
                      f'fill="{LINE}">{escape(label)}</text>')
     parts.append("</svg>")
     legend = (f'<span class="key" style="background:{SELECTED}"></span>selected '
