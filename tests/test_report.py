@@ -48,11 +48,30 @@ def pool_of_pngs(folder: Path, n: int) -> DataSpec:
     return DataSpec(path=str(folder / "pool.jsonl"))
 
 
+@pytest.fixture(scope="module")
+def selected(prefect_harness, tmp_path_factory):
+    """One scripted run for the module's tests (a flow run costs seconds): (summary, data,
+    model), with RAP_DATA_DIR pointing at its data folder while the module runs."""
+    folder = tmp_path_factory.mktemp("report")
+    saved = os.environ.get("RAP_DATA_DIR")
+    os.environ["RAP_DATA_DIR"] = str(folder / "rap_data")
+    os.environ.pop("RAP_MLFLOW_TRACKING_URI", None)
+    try:
+        data = pool_of_pngs(folder, len(OUTCOMES))
+        model = ModelSpec(path=fakes.script_pool(data, folder, OUTCOMES))
+        yield run(data=data, model=model), data, model
+    finally:
+        if saved is None:
+            os.environ.pop("RAP_DATA_DIR", None)
+        else:
+            os.environ["RAP_DATA_DIR"] = saved
+
+
 @pytest.fixture
-def selected(settings, tmp_path):
-    data = pool_of_pngs(tmp_path, len(OUTCOMES))
-    model = ModelSpec(path=fakes.script_pool(data, tmp_path, OUTCOMES))
-    return run(data=data, model=model), data, model
+def settings(selected):
+    """The module run's settings (not conftest's fresh data folder)."""
+    from rap_core.settings import Settings
+    return Settings.from_env()
 
 
 def cards_of(html: str) -> dict[str, int]:
@@ -91,22 +110,46 @@ def test_every_run_writes_its_report_page_and_attaches_it(settings, selected):
     assert {"rap", "method:rap", "mode:select", "engine:transformers"} <= set(flow_run.tags)
 
 
+def test_a_page_that_cannot_be_written_costs_the_run_nothing(data_dir, tmp_path, caplog):
+    from rap_core.settings import Settings
+    settings = Settings.from_env()  # a data folder of its own
+    data = pool_of_pngs(tmp_path, len(OUTCOMES))
+    model = ModelSpec(path=fakes.script_pool(data, tmp_path, OUTCOMES))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.reports_dir.write_text("not a folder")  # the page's folder cannot be made
+    summary = run(data=data, model=model, export=False)
+    assert summary["report_path"] is None and summary["mlflow_run_id"]
+    assert summary["funnel"]["pool_rows"] == len(OUTCOMES)
+    assert f"`rap report --run {summary['run_id']}` writes it later" in caplog.text
+    assert settings.reports_dir.read_text() == "not a folder"
+
+
 def test_cards_are_sampled_per_reason_and_a_moved_image_shows_its_path(settings, selected,
                                                                        tmp_path, capsys):
-    summary, _, _ = selected
-    (tmp_path / "img" / "0.png").unlink()
+    summary, data, _ = selected
+    image = Path(data.path).parent / "img" / "0.png"
+    moved = tmp_path / "0.png"
+    image.rename(moved)
+    try:
+        check_sampled_cards(settings, summary, tmp_path, capsys, image)
+    finally:
+        moved.rename(image)
+
+
+def check_sampled_cards(settings, summary, tmp_path, capsys, image):
     from flows import cli
     out = tmp_path / "one.html"
-    assert cli.main(["report", "--per-reason", "1", "--out", str(out)]) == 0
+    assert cli.main(["report", "--run", summary["run_id"], "--per-reason", "1",
+                     "--out", str(out)]) == 0
     assert f"report of run {summary['run_id']}: {out}" in capsys.readouterr().out
     html = out.read_text()
     assert set(cards_of(html).values()) == {1}
-    again = write_report(settings, summary["run_id"], per_reason=8)
+    again = write_report(settings, summary["run_id"], tmp_path / "all.html", per_reason=8)
     page = Path(again["path"]).read_text()
-    assert f"image not readable:<br>{tmp_path / 'img' / '0.png'}" in page
+    assert f"image not readable:<br>{image}" in page
     assert page.count("data:image/jpeg;base64,") == len(OUTCOMES) - 1
     # the same seed draws the same cards, another seed others
-    assert write_report(settings, None, out, per_reason=1, force=True)["cards"] == \
+    assert write_report(settings, summary["run_id"], out, per_reason=1, force=True)["cards"] == \
         len(cards_of(html))
     assert out.read_text() == html
 

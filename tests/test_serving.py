@@ -17,7 +17,7 @@ from rap_core.params import DataSpec, EngineConfig, ModelSpec, RapParams, Rollou
 from rap_core.store import open_store
 from servers import Server, served_folder
 
-N = 20
+N, SHARD = 12, 4
 ROLLOUT = RolloutSettings(m=3, max_new_tokens=32)
 
 
@@ -135,7 +135,7 @@ def counts(settings, keys) -> dict:
 def select(server, rollout: RolloutSettings = ROLLOUT) -> dict:
     from flows.rap import run_flow
     return run_flow(RapParams(data=DataSpec(limit=N), model=served(server), rollout=rollout,
-                              shard_size=5, track=False, export=False))
+                              shard_size=SHARD, track=False, export=False))
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -144,7 +144,7 @@ def test_a_server_stopped_mid_run_leaves_errors_that_the_next_run_completes(
     from flows import rap as flow_mod
 
     def stop_after_first_shard(todo, done):
-        if done.get("multimodal", 0) >= 5:
+        if done.get("multimodal", 0) >= SHARD:
             server.stop()
 
     rollout = ROLLOUT.model_copy(update={"seed": 1})  # not the other test's cached shards
@@ -157,17 +157,18 @@ def test_a_server_stopped_mid_run_leaves_errors_that_the_next_run_completes(
     errors = rows(settings, "SELECT stage, error_code, count(*) AS n FROM inference_errors "
                   "GROUP BY ALL ORDER BY stage").to_dicts()
     # the first shard's samples with a right multimodal answer met the stopped server in
-    # the text-only phase; the other 15 in the multimodal one
+    # the text-only phase; the others in the multimodal one
     settled = rows(settings, "SELECT count(DISTINCT sample_id) AS n FROM rollouts "
                    "WHERE condition = 'mm' AND correct AND settings_key = $k",
                    k=broken["settings_key"])["n"][0]
-    assert errors == [{"stage": "multimodal", "error_code": "engine_unavailable", "n": N - 5},
+    assert errors == [{"stage": "multimodal", "error_code": "engine_unavailable",
+                       "n": N - SHARD},
                       {"stage": "text_only", "error_code": "engine_unavailable", "n": settled}]
-    assert broken["funnel"]["errors"] == N - 5 + settled
+    assert broken["funnel"]["errors"] == N - SHARD + settled
     assert sum(r["n"] for r in broken["reasons"]) == N  # the run went on, rows conserved
     server.start()
     healed = select(server, rollout)
-    assert healed["samples_inferred"] == N - 5 + settled  # only what was missing
+    assert healed["samples_inferred"] == N - SHARD + settled  # only what was missing
     assert rows(settings, "SELECT count(*) AS n FROM inference_errors")["n"][0] == 0
     assert healed["funnel"]["errors"] == 0
     assert counts(settings, healed)["mm"]["s"] == N
