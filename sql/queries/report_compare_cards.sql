@@ -19,14 +19,9 @@ picked AS (
 ),
 run AS (SELECT * FROM selection_runs WHERE run_id = $run_a)
 SELECT p.*, s.question, s.answer, s.image_paths,
-       mm.response AS mm_response, mm.correct AS mm_correct,
-       tx.response AS text_response, tx.correct AS text_correct
+       f.mm_response, f.mm_correct, f.text_response, f.text_correct
 FROM picked p CROSS JOIN run
 LEFT JOIN samples s ON s.sample_id = p.sample_id
-LEFT JOIN rollouts mm ON mm.sample_id = p.sample_id AND mm.model_key = run.model_key
-                     AND mm.settings_key = run.settings_key AND mm.condition = 'mm'
-                     AND mm.rollout_index = 0
-LEFT JOIN rollouts tx ON tx.sample_id = p.sample_id AND tx.model_key = run.model_key
-                     AND tx.settings_key = run.settings_key AND tx.condition = 'text'
-                     AND tx.rollout_index = 0
+LEFT JOIN first_responses f ON f.sample_id = p.sample_id AND f.model_key = run.model_key
+                           AND f.settings_key = run.settings_key
 ORDER BY p.side, p.source_row;
