@@ -68,10 +68,15 @@ def main() -> None:
     base = rows[0]["samples/s"]
     for row in rows[1:]:
         print(f"{row['engine']}: {row['samples/s'] / base:.2f}x the transformers engine")
-    retokenisation(local, items[:args.retokenise_n], rollout)
+    print(f"\nre-tokenisation, {args.retokenise_n} prompts x M={args.m}:")
+    retokenisation("demo model", local, items[:args.retokenise_n], rollout)
+    # a random-weight model of the same family samples any token sequence: the worst case
+    random_path = model_path("builtin:tiny-qwen2-vl", work)
+    retokenisation("random weights", load_engine(random_path, "cpu", "float32", None),
+                   items[:args.retokenise_n], rollout)
 
 
-def retokenisation(local, items, rollout) -> None:
+def retokenisation(name: str, local, items, rollout) -> None:
     """Generated ids against the local tokenizer's ids for the decoded text."""
     import numpy as np
 
@@ -91,7 +96,7 @@ def retokenisation(local, items, rollout) -> None:
                 differ.append((item, r.token_ids, tuple(ids)))
                 if len(examples) < 3:
                     examples.append(r.text)
-    print(f"\nre-tokenisation: {len(differ)} of {pairs} responses "
+    print(f"{name}: {len(differ)} of {pairs} responses "
           f"({100 * len(differ) / max(pairs, 1):.2f}%) get other ids from the local tokenizer "
           "than the model generated")
     for text in examples:
@@ -105,8 +110,8 @@ def retokenisation(local, items, rollout) -> None:
         if a is not None and b is not None:
             shifts.append(abs(a - b))
     if shifts:
-        print(f"ACE ln(psi) over the re-tokenised ids: median change {np.median(shifts):.3g}, "
-              f"max {max(shifts):.3g} ({len(shifts)} responses)")
+        print(f"  ACE ln(psi) over the re-tokenised ids instead: median change "
+              f"{np.median(shifts):.3g}, max {max(shifts):.3g} ({len(shifts)} responses)")
 
 
 def psi_log(sums) -> float | None:
