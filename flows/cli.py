@@ -130,6 +130,9 @@ def format_summary(summary: dict, settings: Settings) -> str:
               + (f" ({summary['inference_s']:.1f} s)" if summary.get("inference_s") else "")
               + f", found stored {summary['samples_stored']}",
               *_phase_lines(summary.get("inference_phases") or {}),
+              *([f"  rollouts    engine {summary['engine']}"
+                 + (f" at {summary['engine_url']}" if summary.get("engine_url") else "")]
+                if summary.get("engine", "transformers") != "transformers" else []),
               f"  DuckDB      {summary['duckdb_path']}",
               f"  MLflow run  {_tracking(summary)}  [{settings.mlflow_tracking_uri}]",
               f"  export      {summary['export_path'] or '(none)'}",

@@ -286,6 +286,8 @@ def _select(params: RapParams, settings: Settings) -> dict:
                "samples_stored": stored, "inference_s": round(inference_s, 3),
                "inference_phases": phases,
                "duckdb_path": str(settings.duckdb_path),
+               "engine": params.model.engine,
+               "engine_url": params.model.engine_url if params.model.engine == "openai" else None,
                "export_path": export_path, "report_path": report_path,
                "mlflow_run_id": mlflow_id,
                "tracking_failed": params.track and mlflow_id is None, **keys.model_dump()}

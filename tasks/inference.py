@@ -54,8 +54,12 @@ def _batch(engine, batch_size: int) -> int:
 
 def _rollouts(stage, shard, model, spec, rollout, batch_size, fact_key, report) -> ShardResult:
     engine = _engine(model, spec)
-    return infer_rollouts(engine, shard, stage, rollout, _batch(engine, batch_size),
-                          model.model_key, fact_key, _Progress(stage, report))
+    result = infer_rollouts(engine, shard, stage, rollout, _batch(engine, batch_size),
+                            model.model_key, fact_key, _Progress(stage, report))
+    if getattr(engine, "stats", None):  # a server: requests, retries, whose token ids
+        get_run_logger().info("%s: engine %s so far: %s", stage, spec.engine, ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in engine.stats.items()))
+    return result
 
 
 @task(name="text-only-inference", cache_key_fn=shard_cache_key, persist_result=True)
