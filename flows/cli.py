@@ -208,7 +208,8 @@ RUNS_SQL = ("SELECT r.run_id, r.mode, r.method, r.base_run, f.pool_rows, f.selec
 
 WRITING_COMMANDS = {"select", "retune", "track", "demo-model", "validate", "experiment",
                     "server", "report"}
-READING_COMMANDS = {"query", "runs", "compare", "export", "track", "report"}  # they read the store first
+# they read the store first
+READING_COMMANDS = {"query", "runs", "compare", "export", "track", "report"}
 
 
 def _guarded(command: str):

@@ -111,9 +111,10 @@ class OpenAIEngine:
         self.retries = RETRIES if retries is None else retries
         self.backoff_s = BACKOFF_S if backoff_s is None else backoff_s
         self.samples_per_call = config.concurrency * 4  # enough to keep every slot busy
-        self.client = httpx.Client(timeout=config.timeout_s, transport=transport,
-                                   limits=httpx.Limits(max_connections=config.concurrency,
-                                                       max_keepalive_connections=config.concurrency))
+        slots = config.concurrency
+        self.client = httpx.Client(
+            timeout=config.timeout_s, transport=transport,
+            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots))
         self.served = served_model_name(self.url, config.served_model, client=self.client)
         self.supports_n: bool | None = None  # learnt from the first answer
         self.optional = dict.fromkeys(OPTIONAL_FIELDS, True)
@@ -215,7 +216,8 @@ class OpenAIEngine:
                 elif reply.status_code not in RETRIED_STATUS:
                     raise self._rejected(reply)
                 else:
-                    last, delay = f"HTTP {reply.status_code}: {reply.text[:200]}", _retry_after(reply)
+                    last = f"HTTP {reply.status_code}: {reply.text[:200]}"
+                    delay = _retry_after(reply)
             attempt += 1
             if attempt >= self.retries:
                 if not answered:  # no server there: spare the rest of the batch the waits

@@ -84,7 +84,8 @@ def card(row: dict, extra: str = "") -> str:
     scores = " · ".join(f"{name} {_fmt(row.get(key))}" for name, key in (
         ("acc_mm", "acc_mm"), ("acc_text", "acc_text"), ("D", "d"), ("ψ", "psi"),
         ("difficulty", "difficulty")))
-    body = [f'<div class="q">{escape(_short(question)) if question else "<i>(no sample)</i>"}</div>']
+    shown = escape(_short(question)) if question else "<i>(no sample)</i>"
+    body = [f'<div class="q">{shown}</div>']
     if row.get("answer") is not None:
         body.append(f'<div class="ref">reference answer: <b>{escape(str(row["answer"]))}</b></div>')
     body.append(f'<div class="scores">{scores}</div>')
@@ -161,7 +162,8 @@ def groups_html(cards: pl.DataFrame, counts: dict[str, int], card_of=card) -> st
         rows = by_group.get(key, [])
         sections.append(
             f'<section class="group" data-group="{escape(key)}"><h3>{escape(key)} '
-            f'<small>{n:,} row{"s" if n != 1 else ""} · <span class="shown">{len(rows)}</span> of {len(rows)} '
+            f'<small>{n:,} row{"s" if n != 1 else ""} · '
+            f'<span class="shown">{len(rows)}</span> of {len(rows)} '
             f'shown</small></h3><div class="grid">{"".join(card_of(r) for r in rows)}</div>'
             '</section>')
     return "".join(sections)
@@ -179,7 +181,8 @@ def page(title: str, header: str, counts: dict[str, int], sections: str) -> str:
 <body><h1>{escape(title)}</h1>
 {header}
 <h2>Samples</h2>
-<div class="filters"><input id="filter" type="search" placeholder="filter by question, answer or reason">
+<div class="filters">
+<input id="filter" type="search" placeholder="filter by question, answer or reason">
 <select id="reason"><option value="">every reason</option>{options}</select>
 <span><b id="count">0</b> cards shown</span></div>
 {sections}
@@ -207,6 +210,7 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
         if k.startswith("after_")]
     params = run.parameters or {}
     keys = {k: getattr(run, k) for k in ("pool_id", "model_key", "settings_key", "ace_key")}
+    parameter_rows = [{"name": k, "value": v} for k, v in _flat(keys) + _flat(params)]
     header = (
         f'<p class="lead">{escape(run.mode)} run <b>{escape(run.run_id)}</b>, method '
         f'<b>{escape(run.method)}</b> ({" → ".join(s.upper() for s in run.stages)}'
@@ -222,7 +226,7 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
         f'{_table(reasons.to_dicts(), ["state", "stage", "reason", "readmitted_from", "n"])}'
         f'</div></div><h2>Distributions</h2><div class="charts">{distributions(run, scores)}'
         f'</div><details><summary>Parameters and keys</summary>'
-        f'{_table([{"name": k, "value": v} for k, v in _flat(keys) + _flat(params)], ["name", "value"])}'
+        f'{_table(parameter_rows, ["name", "value"])}'
         f'</details>')
     html = page(f"rap report — run {run.run_id}", header, counts, groups_html(cards, counts))
     return html, {"run_id": run.run_id, "cards": cards.height, "groups": len(counts)}
