@@ -108,7 +108,7 @@ def params_from_options(mode: str, options: dict):
 
 def format_summary(summary: dict, settings: Settings) -> str:
     """The funnel step by step, the reasons, and where everything went."""
-    from flows.report import readmitted, reason_label
+    from rap_core.estimators.stored import readmitted, reason_label
     f = summary["funnel"]
     steps = [k for k in f if k.startswith("after_")]
     width = max([11] + [len(step) for step in steps])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from rap_core.estimators.stored import readmitted, reason_label
+
 
 def markdown_table(frame: pl.DataFrame, floats: int = 2) -> str:
     """A GitHub markdown table of a small frame."""
@@ -15,21 +17,6 @@ def markdown_table(frame: pl.DataFrame, floats: int = 2) -> str:
              "|" + "|".join("---" for _ in frame.columns) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows()]
     return "\n".join(lines)
-
-
-def readmitted(funnel: dict) -> str:
-    """'CDE 200, ACE 54': the rebalancer's re-admissions by the filter that had dropped them
-    ('' when it brought none back)."""
-    counts = {k.removeprefix("readmitted_from_"): n for k, n in funnel.items()
-              if k.startswith("readmitted_from_")}
-    return ", ".join(f"{s.upper()} {n}" for s, n in counts.items()) if any(
-        counts.values()) else ""
-
-
-def reason_label(reason: dict) -> str:
-    """The reason, with the filter a re-admitted row had been dropped by."""
-    back = reason.get("readmitted_from")
-    return reason["reason"] + (f" (was dropped by {back.upper()})" if back else "")
 
 
 def selection_markdown(summary: dict, tracking_uri: str) -> str:

@@ -234,6 +234,19 @@ def flat_params(params: RapParams) -> dict:
             for name, (group, field) in FLOW_PARAMETERS.items()}
 
 
+def dotted(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested parameters as {"group.field": text} ("" for None), as MLflow and the report
+    page show them."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{name}."))
+        else:
+            flat[name] = "" if value is None else str(value)
+    return flat
+
+
 def inherit_base_run(params: RapParams, base: dict, columns: dict) -> RapParams:
     """A retune's whole parameters: the base run's pool, model, rollout settings and
     attention pass (the facts it re-selects), and its thresholds except those given.

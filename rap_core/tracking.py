@@ -7,7 +7,9 @@ from pathlib import Path
 
 import polars as pl
 
+from rap_core.charts import axis_title, split_scores, threshold_cuts
 from rap_core.io.outputs import manifest_path
+from rap_core.params import dotted
 from rap_core.settings import Settings
 from rap_core.store.records import SelectionRun
 
@@ -15,60 +17,35 @@ HISTOGRAMS = {"d": "D(x) = acc_mm - acc_text", "psi": "ACE psi", "acc_mm": "acc_
               "acc_text": "acc_text"}
 
 
-def _flat_params(params: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flat_params(value, f"{name}."))
-        else:
-            flat[name] = "" if value is None else str(value)[:500]
-    return flat
+def _flat_params(params: dict) -> dict:
+    return {name: value[:500] for name, value in dotted(params).items()}  # MLflow's limit
 
 
 def _histogram(decisions: pl.DataFrame, column: str, title: str, path: Path,
                thresholds: list[tuple[str, float]] = ()) -> None:
-    """Selected and dropped rows stacked, with the thresholds the run used as lines (psi on
-    a log10 axis: its values span many decades)."""
+    """Selected and dropped rows stacked, with the thresholds the run used as lines
+    (rap_core.charts: psi on a log10 axis)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    values = decisions.select("state", pl.col(column).cast(pl.Float64).alias("v"))
-    if column == "psi":
-        values = values.filter(pl.col("v") > 0).with_columns(pl.col("v").log10())
-        title = f"log10 {title}"
-    values = values.drop_nulls().filter(pl.col("v").is_finite())
-    parts = [values.filter(pl.col("state") == s)["v"].to_numpy() for s in ("selected", "dropped")]
-    if values.height:
-        lo, hi = float(values["v"].min()), float(values["v"].max())
+    parts = split_scores(decisions, column)
+    n = sum(len(p) for p in parts)
+    if n:
+        everything = np.concatenate(parts)
+        lo, hi = float(everything.min()), float(everything.max())
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 31)
         ax.hist(parts, bins=bins, stacked=True, color=["#2e7d32", "#b0b7c3"],
                 label=[f"selected ({len(parts[0])})", f"dropped ({len(parts[1])})"])
     for name, value in thresholds:
         ax.axvline(value, color="#c62828", linestyle="--", linewidth=1.2,
                    label=f"{name} = {value:.3g}")
-    ax.set_title(f"{title} (n={values.height})")
+    ax.set_title(f"{axis_title(column, title)} (n={n})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def _threshold_lines(params: dict) -> dict[str, list[tuple[str, float]]]:
-    """The thresholds to draw on each histogram (only those of the run's method)."""
-    import math
-    th, method = params.get("thresholds") or {}, params.get("method", "rap")
-    lines: dict = {column: [] for column in HISTOGRAMS}
-    if method == "rap":
-        lines["d"].append(("lambda_c", th.get("lambda_c", 0.5)))
-        if th.get("lambda_a", 0.1) > 0:
-            lines["psi"].append(("log10 lambda_a", math.log10(th.get("lambda_a", 0.1))))
-    if method == "pass_band":
-        lines["acc_mm"] += [("low", th.get("pass_band_low", 0.0)),
-                            ("high", th.get("pass_band_high", 1.0))]
-    return lines
 
 
 # decisions.csv: the outcome first, then the scores, then the rest
@@ -153,10 +130,10 @@ def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: d
                             for phase, figures in (phases or {}).items()
                             for k, v in figures.items() if isinstance(v, (int, float))})
         with tempfile.TemporaryDirectory() as tmp:
-            lines = _threshold_lines(params)
+            cuts = threshold_cuts(params.get("method", "rap"), params.get("thresholds") or {})
             for column, title in HISTOGRAMS.items():
                 _histogram(decisions, column, title, Path(tmp) / f"hist_{column}.png",
-                           lines[column])
+                           cuts.get(column, []))
             nested = [c for c, t in decisions.schema.items() if isinstance(t, pl.List)]
             first = [c for c in DECISION_FIRST if c in decisions.columns]
             decisions.with_columns(pl.col(c).list.join(",") for c in nested).select(

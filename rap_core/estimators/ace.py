@@ -39,5 +39,6 @@ def keep(th: AceThresholds) -> pl.Expr:
 
 ACE = Filter(name="ace", reason="ace_attention_bias", needs=("mm", "attention"),
              source=sql("estimators/ace"), keep=keep, thresholds=AceThresholds,
-             scores=lambda th: {"psi": _score_log(th).clip(upper_bound=700).exp()})
+             scores=lambda th: {"psi": _score_log(th).clip(upper_bound=700).exp()},
+             cuts=lambda th: {"psi": [("λa", th.lambda_a)]})
 register(ACE)

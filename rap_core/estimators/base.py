@@ -66,6 +66,9 @@ class Filter:
     # whether `keep` decides rows whose needed facts were skipped on purpose (at these
     # thresholds); where it does not, such a row is a missing-facts error
     judges_skipped: Callable[[BaseModel], bool] = lambda th: False
+    # where its thresholds cut its score columns: {column: [(label, value)]} (the histograms
+    # of the report page and MLflow draw them)
+    cuts: Callable[[BaseModel], dict[str, list[tuple[str, float]]]] = lambda th: {}
 
     @property
     def stage_name(self) -> str:
@@ -131,6 +134,14 @@ class Plan:
         """The thresholds this method reads, filters first."""
         parts = [*self.filters, *([self.rebalancer] if self.rebalancer else [])]
         return [name for part in parts for name in part.thresholds.model_fields]
+
+    def cuts(self, values: BaseModel | dict) -> dict[str, list[tuple[str, float]]]:
+        """Where the filters' thresholds (taken from a run's, flat) cut each score column."""
+        out: dict[str, list[tuple[str, float]]] = {}
+        for f in self.filters:
+            for column, marks in f.cuts(thresholds_for(f.thresholds, values)).items():
+                out.setdefault(column, []).extend(marks)
+        return out
 
     @property
     def steps(self) -> list[str]:

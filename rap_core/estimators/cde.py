@@ -26,5 +26,5 @@ def judges_skipped(th: CdeThresholds) -> bool:
 
 CDE = Filter(name="cde", reason="cde_language_prior", needs=("text", "mm"),
              source=sql("estimators/cde"), keep=keep, thresholds=CdeThresholds,
-             judges_skipped=judges_skipped)
+             judges_skipped=judges_skipped, cuts=lambda th: {"d": [("λc", th.lambda_c)]})
 register(CDE)

@@ -23,6 +23,8 @@ def keep(th: PassBandThresholds) -> pl.Expr:
 
 
 PASS_BAND = Filter(name="pass_band", reason="pass_band_outside", needs=("mm",),
-                   source=sql("estimators/pass_band"), keep=keep, thresholds=PassBandThresholds)
+                   source=sql("estimators/pass_band"), keep=keep, thresholds=PassBandThresholds,
+                   cuts=lambda th: {"acc_mm": [("low", th.pass_band_low),
+                                               ("high", th.pass_band_high)]})
 register(PASS_BAND, Method("pass_band", ("pass_band",), description="keep samples whose "
                            "multimodal pass rate lies in the band (the online filter, offline)"))

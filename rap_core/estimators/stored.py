@@ -53,6 +53,21 @@ def run_funnel(store: Store, run_id: str) -> dict:
     return funnel
 
 
+def readmitted(funnel: dict) -> str:
+    """'CDE 200, ACE 54': the rebalancer's re-admissions by the filter that had dropped them
+    ('' when it brought none back)."""
+    by_stage = {k.removeprefix("readmitted_from_"): n for k, n in funnel.items()
+                if k.startswith("readmitted_from_")}
+    return ", ".join(f"{s.upper()} {n}" for s, n in by_stage.items()) if any(
+        by_stage.values()) else ""
+
+
+def reason_label(reason: dict) -> str:
+    """The reason, with the filter a re-admitted row had been dropped by."""
+    back = reason.get("readmitted_from")
+    return reason["reason"] + (f" (was dropped by {back.upper()})" if back else "")
+
+
 def counts(funnel: dict) -> dict:
     """The funnel's numbers alone (for metrics)."""
     return {k: v for k, v in funnel.items() if isinstance(v, (int, float))}

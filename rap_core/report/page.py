@@ -17,6 +17,9 @@ from html import escape
 import numpy as np
 import polars as pl
 
+from rap_core.charts import axis_title, split_scores, threshold_cuts
+from rap_core.estimators.stored import reason_label
+from rap_core.params import dotted
 from rap_core.report import svg
 from rap_core.store.records import SelectionRun
 
@@ -54,9 +57,7 @@ def _short(text: str | None, limit: int = TEXT_CHARS) -> str:
 
 
 def group_key(row: dict) -> str:
-    back = row.get("readmitted_from")
-    return " · ".join([row["state"], row["stage"], row["reason"]]) + (
-        f" (was dropped by {back.upper()})" if back else "")
+    return " · ".join([row["state"], row["stage"], reason_label(row)])
 
 
 def _response(label: str, text: str | None, correct: bool | None,
@@ -104,45 +105,20 @@ def card(row: dict, extra: str = "") -> str:
             f'</div></article>')
 
 
-def _thresholds(run: SelectionRun) -> dict[str, list[tuple[str, float]]]:
-    th = run.parameters.get("thresholds", {}) if run.parameters else {}
-    lines: dict[str, list[tuple[str, float]]] = {"d": [], "acc_mm": [], "acc_text": [], "psi": []}
-    if "cde" in run.stages:
-        lines["d"].append(("λc", th.get("lambda_c", run.lambda_c)))
-    if "ace" in run.stages and th.get("lambda_a", run.lambda_a):
-        lines["psi"].append(("log10 λa", float(np.log10(th.get("lambda_a", run.lambda_a)))))
-    if "pass_band" in run.stages:
-        lines["acc_mm"] += [("low", th.get("pass_band_low")), ("high", th.get("pass_band_high"))]
-    return lines
-
-
 def distributions(run: SelectionRun, scores: pl.DataFrame) -> str:
-    """D, acc_mm, acc_text and log10 psi of every row, selected against dropped."""
-    lines = _thresholds(run)
+    """D, acc_mm, acc_text and log10 psi of every row, selected against dropped, with the
+    run's thresholds (its stored parameters; the threshold columns for runs of older rap)."""
+    cuts = threshold_cuts(run.method, {**run.model_dump(),
+                                       **(run.parameters or {}).get("thresholds", {})})
     charts = []
     for column, title, lo, hi in (("d", "D = acc_mm − acc_text", -1.0, 1.0),
                                   ("acc_mm", "acc_mm (with the image)", 0.0, 1.0),
                                   ("acc_text", "acc_text (without it)", 0.0, 1.0),
-                                  ("psi", "log10 ψ (ACE)", None, None)):
-        values = scores.select("state", pl.col(column).cast(pl.Float64))
-        if column == "psi":
-            values = values.filter(pl.col("psi") > 0).with_columns(pl.col("psi").log10())
-        values = values.drop_nulls().filter(pl.col(column).is_finite())
-        part = {s: values.filter(pl.col("state") == s)[column].to_numpy()
-                for s in ("selected", "dropped")}
-        charts.append(svg.histogram(part["selected"], part["dropped"], title,
-                                    lines[column], lo=lo, hi=hi))
+                                  ("psi", "ψ (ACE)", None, None)):
+        selected, dropped = split_scores(scores, column)
+        charts.append(svg.histogram(selected, dropped, axis_title(column, title),
+                                    cuts.get(column, []), lo=lo, hi=hi))
     return "".join(charts)
-
-
-def _flat(params: dict, prefix: str = "") -> list[tuple[str, str]]:
-    out = []
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out += _flat(value, f"{prefix}{key}.")
-        else:
-            out.append((f"{prefix}{key}", "" if value is None else str(value)))
-    return out
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -152,16 +128,17 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def groups_html(cards: pl.DataFrame, counts: dict[str, int], card_of=card) -> str:
-    """One section per group of cards, in the order of counts."""
+def groups_html(cards: pl.DataFrame, counts: dict[str, int], key=group_key,
+                card_of=card) -> str:
+    """One section per group of cards (key: a card's group), in the order of counts."""
     by_group: dict[str, list[dict]] = {}
     for row in cards.iter_rows(named=True):
-        by_group.setdefault(row["group"], []).append(row)
+        by_group.setdefault(key(row), []).append(row)
     sections = []
-    for key, n in counts.items():
-        rows = by_group.get(key, [])
+    for group, n in counts.items():
+        rows = by_group.get(group, [])
         sections.append(
-            f'<section class="group" data-group="{escape(key)}"><h3>{escape(key)} '
+            f'<section class="group" data-group="{escape(group)}"><h3>{escape(group)} '
             f'<small>{n:,} row{"s" if n != 1 else ""} · '
             f'<span class="shown">{len(rows)}</span> of {len(rows)} '
             f'shown</small></h3><div class="grid">{"".join(card_of(r) for r in rows)}</div>'
@@ -200,9 +177,6 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
     scores = store.query("queries/report_scores", run_id=run.run_id)
     cards = store.query("queries/report_cards", run_id=run.run_id, per_reason=per_reason,
                         seed=seed)
-    cards = cards.with_columns(group=pl.struct(cards.columns).map_elements(
-        group_key, return_dtype=pl.String)) if cards.height else cards.with_columns(
-        group=pl.lit(None, pl.String))
     counts = {group_key(r): int(r["n"]) for r in reasons.sort(
         ["state", "stage", "n"], descending=[True, False, True]).iter_rows(named=True)}
     steps = [("pool rows", funnel["pool_rows"])] + [
@@ -210,7 +184,8 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
         if k.startswith("after_")]
     params = run.parameters or {}
     keys = {k: getattr(run, k) for k in ("pool_id", "model_key", "settings_key", "ace_key")}
-    parameter_rows = [{"name": k, "value": v} for k, v in _flat(keys) + _flat(params)]
+    parameter_rows = [{"name": k, "value": v} for k, v in {**dotted(keys),
+                                                              **dotted(params)}.items()]
     header = (
         f'<p class="lead">{escape(run.mode)} run <b>{escape(run.run_id)}</b>, method '
         f'<b>{escape(run.method)}</b> ({" → ".join(s.upper() for s in run.stages)}'
@@ -245,7 +220,6 @@ def compare_report(store, run_a: str, run_b: str, per_group: int = 8,
              "both": "selected by both"}
     totals = store.query("queries/report_compare_counts", run_a=a.run_id, run_b=b.run_id)
     counts = {names[r["side"]]: int(r["n"]) for r in totals.iter_rows(named=True)}
-    rows = rows.with_columns(group=pl.col("side").replace_strict(names, default=None))
 
     def card_of(row: dict) -> str:
         other = (f'<div class="detail">{escape(a.run_id)}: {escape(row["a_state"])} · '
@@ -261,7 +235,7 @@ def compare_report(store, run_a: str, run_b: str, per_group: int = 8,
               f'{escape(a.pool_id)}: both selected {o.get("n_both", 0):,}.</p>'
               f'{_table(found["crosstab"].to_dicts(), found["crosstab"].columns)}')
     html = page(f"rap compare — {a.run_id} vs {b.run_id}", header, counts,
-                groups_html(rows, counts, card_of))
+                groups_html(rows, counts, lambda row: names[row["side"]], card_of))
     return html, {"cards": rows.height, "groups": len(counts)}
 
 
