@@ -6,7 +6,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rap_core.engines.inference import ShardResult
+from rap_core.engines.inference import CONDITIONS, ShardResult
 from rap_core.settings import Settings
 from rap_core.store import open_store
 
@@ -42,7 +42,7 @@ def write_facts(settings: Settings, table: str, result: ShardResult) -> int:
         return store.upsert(table, result.facts)
 
 
-STAGE_OF_CONDITION = {"mm": "multimodal", "text": "text_only"}
+STAGE_OF_CONDITION = {condition: stage for stage, (condition, _) in CONDITIONS.items()}
 
 
 def _stored(table: str, facts: pl.DataFrame):

@@ -15,6 +15,7 @@ import numpy as np
 
 from rap_core.params import EngineConfig, RolloutSettings
 from rap_core.errors import EngineConfigError
+from rap_core.io.prompts import build_messages
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,12 @@ class PromptItem:
     image_paths: tuple[str, ...]
     response_ids: tuple[int, ...] = field(default=())  # set for the attention pass
     system: str | None = None  # the sample's own system prompt (else the engine's)
+
+    def messages(self, with_images: bool, system_prompt: str | None) -> list[dict]:
+        """The sample's chat messages under one condition, with its own system prompt or
+        else the engine's (rap_core.io.prompts: the same for every engine)."""
+        return build_messages(self.question, len(self.image_paths), with_images,
+                              self.system or system_prompt)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from rap_core.engines.base import EngineConfigError, PromptItem, Response, Sampl
 from rap_core.engines.hf_loading import load_model_and_processor
 from rap_core.params import RolloutSettings
 from rap_core.io.images import load_rgb
-from rap_core.io.prompts import build_messages
 from rap_core.engines.sampling import PerRowSampler, rollout_seed
 
 
@@ -57,9 +56,8 @@ class HFEngine:
 
     def _encode(self, items: list[PromptItem], with_images: bool):
         prompts = [self.processor.apply_chat_template(
-            build_messages(it.question, len(it.image_paths), with_images,
-                           it.system or self.system_prompt),
-            add_generation_prompt=True, tokenize=False) for it in items]
+            it.messages(with_images, self.system_prompt), add_generation_prompt=True,
+            tokenize=False) for it in items]
         images = ([im for it in items for im in _load_images(it.image_paths, self.max_pixels)]
                   if with_images else None)
         inputs = self.processor(text=prompts, images=images or None, padding=True,

@@ -25,7 +25,6 @@ import httpx
 from rap_core.engines.base import Engine, PromptItem, Response, SampleError
 from rap_core.engines.sampling import rollout_seed
 from rap_core.errors import EngineConfigError
-from rap_core.io.prompts import build_messages
 from rap_core.params import EngineConfig, RolloutSettings
 
 log = logging.getLogger(__name__)
@@ -85,8 +84,7 @@ def chat_messages(item: PromptItem, with_images: bool, system_prompt: str | None
     """The engine-independent prompt (rap_core.io.prompts) in chat-completions form: each
     image slot becomes the next image as a data URL; text-only drops the slots."""
     images = iter(item.image_paths)
-    messages = build_messages(item.question, len(item.image_paths), with_images,
-                              item.system or system_prompt)
+    messages = item.messages(with_images, system_prompt)
     for message in messages:
         if isinstance(message["content"], list):
             message["content"] = [

@@ -20,7 +20,6 @@ from rap_core.engines.base import Engine, PromptItem, Response, SampleError
 from rap_core.engines.sampling import rollout_seed
 from rap_core.errors import EngineConfigError
 from rap_core.io.images import load_rgb
-from rap_core.io.prompts import build_messages
 from rap_core.params import RolloutSettings
 
 # share of the GPU vLLM may take for weights and KV cache
@@ -53,10 +52,9 @@ class VllmEngine:
         condition = "mm" if with_images else "text"
         prompts, params = [], []
         for it in items:
-            messages = build_messages(it.question, len(it.image_paths), with_images,
-                                      it.system or self.system_prompt)
-            text = self.processor.apply_chat_template(messages, add_generation_prompt=True,
-                                                      tokenize=False)
+            text = self.processor.apply_chat_template(
+                it.messages(with_images, self.system_prompt), add_generation_prompt=True,
+                tokenize=False)
             request = {"prompt": text}
             if with_images:
                 request["multi_modal_data"] = {"image": [load_rgb(p) for p in it.image_paths]}
