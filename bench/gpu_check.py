@@ -25,7 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
-from common import PeakMemory, easy_vqa_samples, machine, table
+from common import easy_vqa_samples, machine, table
 
 # Qwen2.5-VL-7B-Instruct's published shapes (its config.json)
 QWEN25_VL_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
@@ -151,23 +151,13 @@ def main() -> int:
 
     @step("ACE pass memory")
     def _():
-        import numpy as np
+        from attention_memory import batch_items, measure, variants
         engine = state["engine"]
-        tokenizer = engine.tokenizer
-        plain = [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids
-                 and i not in engine.vision_tokens]
-        rng = np.random.default_rng(0)
-        forced = [PromptItem(p.sample_id, p.question, p.image_paths,
-                             tuple(int(t) for t in rng.choice(plain, args.max_new_tokens)))
-                  for p in prompts[:8]]
-        figures = {}
-        for name, run in {"plain forward": lambda: plain_forward(engine, forced),
-                          "ACE pass": lambda: engine.attention_column_log_sums(forced, "mean")
-                          }.items():
-            run()
-            with PeakMemory(args.device) as peak:
-                run()
-            figures[name] = round(peak.mb, 1)
+        forced = batch_items(engine, 8, args.max_new_tokens, work / "images")
+        runs = variants(engine, forced)  # the same passes as bench/attention_memory.py
+        figures = {name: round(measure(engine, args.device, runs[variant], repeats=1)[0], 1)
+                   for name, variant in (("plain forward", "plain forward, last logits only"),
+                                         ("ACE pass", "ACE pass (this engine)"))}
         if figures["plain forward"] > 0:  # on a CPU, RSS peaks are coarse (bench/common.py)
             figures["ratio"] = round(figures["ACE pass"] / figures["plain forward"], 3)
         print(f"peak MB over 8 prompts + {args.max_new_tokens}-token responses: {figures}")
@@ -232,21 +222,6 @@ def main() -> int:
         Path(args.out).write_text(text)
     print("\n== figures\n" + text)
     return 0
-
-
-def plain_forward(engine, items):
-    """The same batch through sdpa in every layer, no attention weights kept."""
-    import torch
-
-    from rap_core.engines.attention import NAME
-    engine.model.set_attn_implementation({"text_config": "sdpa"})
-    try:
-        inputs = engine._encode(items, with_images=True)
-        engine._append_responses(inputs, items)
-        with torch.inference_mode():
-            engine.model(**inputs, use_cache=False, logits_to_keep=1)
-    finally:
-        engine.model.set_attn_implementation({"text_config": NAME})
 
 
 def synchronize(device: str) -> None:

@@ -8,13 +8,14 @@ import base64
 import json
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 from websockets.sync.client import connect
+
+from servers import stop
 
 
 def chromium_path() -> str | None:
@@ -123,13 +124,7 @@ class Browser:
             self.ws.close()
         except Exception:  # already gone
             pass
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop(self.proc)
 
 
 def not_blank(png: Path) -> bool:

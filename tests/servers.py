@@ -40,6 +40,18 @@ def served_folder(model_dir: Path, dest: Path) -> Path:
     return dest
 
 
+def stop(proc: subprocess.Popen | None) -> None:
+    """Stop a process a test started (by its PID): SIGTERM, then SIGKILL after 15 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(15)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,14 +95,7 @@ class Server:
 
     def stop(self) -> None:
         """Stop the process this object started (by its PID), and nothing else."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
+        stop(self.proc)
 
 
 @contextmanager

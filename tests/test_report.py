@@ -5,7 +5,6 @@ no console error; and MLflow's UI on a real `mlflow ui` process showing the run 
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,9 +18,9 @@ from browser import Browser, chromium_path, not_blank
 from conftest import write_png
 from rap_core.errors import OutputError
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
-from rap_core.report import write_compare_report, write_report
+from rap_core.report import write_report
 from rap_core.store import StoreError
-from servers import free_port
+from servers import free_port, stop
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 SMALL = RolloutSettings(m=2, max_new_tokens=8)
@@ -261,8 +260,4 @@ def test_mlflow_ui_shows_the_run_and_its_report(settings, selected, tmp_path):
     finally:
         if browser:
             browser.close()
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
