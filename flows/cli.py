@@ -108,6 +108,7 @@ def params_from_options(mode: str, options: dict):
 
 def format_summary(summary: dict, settings: Settings) -> str:
     """The funnel step by step, the reasons, and where everything went."""
+    from flows.report import coverage_lines
     from rap_core.estimators.stored import readmitted, reason_label
     f = summary["funnel"]
     steps = [k for k in f if k.startswith("after_")]
@@ -126,6 +127,7 @@ def format_summary(summary: dict, settings: Settings) -> str:
     lines += ["  by state / stage / reason (every pool row once):"]
     lines += [f"    {r['state']:<9}{r['stage']:<12}{reason_label(r):<44}{r['n']:>8}"
               for r in summary["reasons"]]
+    lines += coverage_lines(summary)
     lines += [f"  samples inferred {summary['samples_inferred']}"
               + (f" ({summary['inference_s']:.1f} s)" if summary.get("inference_s") else "")
               + f", found stored {summary['samples_stored']}",
@@ -320,9 +322,11 @@ def select(params, settings: Settings) -> dict:
     """select / retune: the run lock and the store are checked before Prefect starts (a
     second run, a damaged store or a store from a newer rap stop here, at once)."""
     from rap_core.store.lock import RunLock
+    from rap_core.estimators.stored import check_group_by
     from rap_core.store.preflight import check_store
     with RunLock(settings.data_dir, params.wait_for_lock, _say, hand_down=True):
         check_store(settings, write=True)
+        check_group_by(params, settings.duckdb_path)
         import flows.rap
         from flows.terminal import PhaseBars, terminal_progress
         with terminal_progress() as progress:

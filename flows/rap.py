@@ -36,7 +36,7 @@ from rap_core.store.lock import RunLock
 from rap_core.store.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
 from rap_core.store import SelectionRun, open_store
-from tasks.estimate import apply_filters, estimate_difficulty, replacement
+from tasks.estimate import apply_filters, estimate_difficulty, replacement, resolve_groups
 from tasks.inference import attention_extraction, multimodal_inference, text_only_inference
 from tasks.ingest import ingest, register_model
 from tasks.selection import export_selection, track, write_run_report, write_selection
@@ -223,7 +223,7 @@ def _run_record(params: RapParams, keys: FactKeys, n_rows: int, inferred: int,
 
 def _prepare_select(params: RapParams, settings: Settings, timings: dict
                     ) -> tuple[RapParams, FactKeys, int, int, float]:
-    pool = ingest(params.data, settings)
+    pool = ingest(params.data, settings, params.thresholds.group_by)
     model = register_model(params.model, params.rollout, params.ace, settings)
     settings_key = params.rollout.key(params.model.engine)
     keys = FactKeys(pool_id=pool.pool_id, model_key=model.model_key,
@@ -266,7 +266,9 @@ def _select(params: RapParams, settings: Settings) -> dict:
     prepare = _prepare_retune if params.mode == "retune" else _prepare_select
     phases: dict = {}
     params, keys, inferred, stored, inference_s = prepare(params, settings, phases)
-    th = params.thresholds  # a retune's: the base run's where not given
+    # a retune's thresholds: the base run's where not given; the group key resolved (auto)
+    group_by = resolve_groups(settings, keys.pool_id, params.thresholds.group_by)
+    params.thresholds = th = params.thresholds.model_copy(update={"group_by": group_by})
     inputs = estimate_difficulty(settings, keys, th, params.method)
     decisions = replacement(apply_filters(inputs, th, params.method), th, params.method,
                             settings, keys.pool_id)
@@ -282,7 +284,10 @@ def _select(params: RapParams, settings: Settings) -> dict:
                "funnel": result["funnel"],
                "thresholds": {name: getattr(th, name)
                               for name in method_plan(params.method).threshold_names},
-               "reasons": result["reasons"].to_dicts(), "samples_inferred": inferred,
+               "reasons": result["reasons"].to_dicts(),
+               "coverage": result["coverage"].to_dicts(), "group_by": th.group_by,
+               "coverage_floor": th.coverage_floor, "coverage_warn": th.coverage_warn,
+               "samples_inferred": inferred,
                "samples_stored": stored, "inference_s": round(inference_s, 3),
                "inference_phases": phases,
                "duckdb_path": str(settings.duckdb_path),

@@ -2,14 +2,14 @@
 
 Sizes, overlap and Jaccard of the selected sets (view run_overlap), how each row ended in one
 run against the other (view reason_crosstab), and the selected counts per group when the pool
-has groups: verl's data_source, or the question type of the embedded easy-VQA pool.
+has groups: the groups of the coverage table (each run's --group-by, as stored with its
+decisions).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from rap_core.params import BUILTIN_DATA
 from rap_core.store import Store, StoreError
 
 
@@ -23,24 +23,31 @@ def compare_runs(store: Store, run_a: str, run_b: str) -> dict:
     overlap = store.query("queries/overlap_of_runs", **keys).to_dicts()[0]
     crosstab = store.query("queries/crosstab_of_runs", **keys)
     rows = store.query("queries/selected_by_group", **keys)
-    source = store.query("queries/pool_source", pool_id=a.pool_id)["source"].to_list()
+    # the groups of the run that has them (A's when both do): the coverage table's groups
+    side = "group_a" if rows["group_a"].n_unique() > 1 or rows["group_b"].n_unique() <= 1 \
+        else "group_b"
+    run = a if side == "group_a" else b
     return {"a": a, "b": b, "overlap": overlap, "crosstab": crosstab,
-            "groups": by_group(rows, builtin=source == [BUILTIN_DATA])}
+            "group_by": run.thresholds.get("group_by", "group"),
+            "groups": by_group(rows, side)}
 
 
-def by_group(rows: pl.DataFrame, builtin: bool) -> pl.DataFrame | None:
-    """Selected counts per group, or None when the pool has no groups."""
-    if rows["data_source"].drop_nulls().n_unique() > 1:
-        group = pl.col("data_source").fill_null("(none)")
-    elif builtin:
-        from rap_core.demo.easy_vqa import question_type
-        group = pl.col("answer").map_elements(question_type, return_dtype=pl.String)
-    else:
+def by_group(rows: pl.DataFrame, side: str = "group_a") -> pl.DataFrame | None:
+    """Per group: pool rows and share, each run's selected rows and share, and the rows both
+    selected; None when the pool has one group only."""
+    if rows[side].n_unique() <= 1:
         return None
-    return (rows.with_columns(group=group).group_by("group")
-            .agg(rows=pl.len(), selected_a=pl.col("in_a").sum(), selected_b=pl.col("in_b").sum(),
+    n_a, n_b = max(int(rows["in_a"].sum()), 1), max(int(rows["in_b"].sum()), 1)
+    return (rows.group_by(pl.col(side).alias("group"))
+            .agg(rows=pl.len(), selected_a=pl.col("in_a").sum(),
+                 selected_b=pl.col("in_b").sum(),
                  both=(pl.col("in_a") & pl.col("in_b")).sum())
-            .sort("group"))
+            .with_columns(pool_share=(pl.col("rows") / rows.height).round(3),
+                          share_a=(pl.col("selected_a") / n_a).round(3),
+                          share_b=(pl.col("selected_b") / n_b).round(3))
+            .select("group", "rows", "pool_share", "selected_a", "share_a", "selected_b",
+                    "share_b", "both")
+            .sort(["rows", "group"], descending=[True, False]))
 
 
 def format_comparison(found: dict, max_rows: int = 30) -> str:
@@ -57,7 +64,8 @@ def format_comparison(found: dict, max_rows: int = 30) -> str:
                    tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         lines.append(str(table))
         if found["groups"] is not None:
-            lines += ["", "selected per group", str(found["groups"])]
+            lines += ["", f"selected per group ({found['group_by']}; shares of the pool and "
+                      "of each selection)", str(found["groups"])]
     lines += ["", "as SQL: SELECT * FROM run_overlap / reason_crosstab "
               f"WHERE run_a = '{a.run_id}' AND run_b = '{b.run_id}'"]
     return "\n".join(lines)

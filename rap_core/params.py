@@ -15,6 +15,7 @@ from pydantic.fields import FieldInfo
 from rap_core.estimators import METHODS
 from rap_core.estimators.ace import AceThresholds
 from rap_core.estimators.cde import CdeThresholds
+from rap_core.estimators.coverage import CoverageThresholds
 from rap_core.estimators.drm import DrmThresholds
 from rap_core.estimators.pass_band import PassBandThresholds
 from rap_core.estimators.random_subset import RandomThresholds
@@ -105,8 +106,8 @@ class AceSettings(BaseModel):
         return short_hash(self.model_dump(), rollout_key)
 
 
-class Thresholds(RandomThresholds, PassBandThresholds, DrmThresholds, AceThresholds,
-                 CdeThresholds):
+class Thresholds(CoverageThresholds, RandomThresholds, PassBandThresholds, DrmThresholds,
+                 AceThresholds, CdeThresholds):
     """Everything `retune` may change without a model call: every estimator's thresholds,
     flat (each estimator module defines its own; rap_core/estimators)."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 import tempfile
 from pathlib import Path
 
@@ -109,10 +111,29 @@ def _reason_metric(r: dict) -> str:
     return f"reason.{r['state']}.{r['stage']}.{r['reason']}" + (f".from_{back}" if back else "")
 
 
+MAX_GROUP_METRICS = 100  # groups with metrics of their own (all of them in coverage.csv)
+_METRIC_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+def _metric_name(name: str) -> str:
+    """A group's name as MLflow accepts it in a metric name (no other characters, no path
+    that normalises to another)."""
+    clean = _METRIC_UNSAFE.sub("_", name)[:200] or "_"
+    return clean if posixpath.normpath(clean) == clean else clean.replace("/", "_")
+
+
+def coverage_metrics(coverage: pl.DataFrame) -> dict[str, float]:
+    """coverage.<group>.pool_share / .selected_share / .ratio of the largest groups."""
+    return {f"coverage.{_metric_name(r['group'])}.{k}": float(r[k])
+            for r in coverage.head(MAX_GROUP_METRICS).iter_rows(named=True)
+            for k in ("pool_share", "selected_share", "ratio") if r[k] is not None}
+
+
 def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: dict,
                   reasons: pl.DataFrame, decisions: pl.DataFrame,
                   export_path: str | None, phases: dict | None = None,
-                  report_path: str | None = None) -> str:
+                  report_path: str | None = None,
+                  coverage: pl.DataFrame | None = None) -> str:
     """Log one selection run; returns the MLflow run id."""
     mlflow = _experiment(settings)
     with mlflow.start_run(run_name=f"{run.mode}-{run.run_id}") as active:
@@ -142,6 +163,9 @@ def log_selection(settings: Settings, run: SelectionRun, params: dict, funnel: d
             decisions.filter(pl.col("state") == "selected").select(
                 "sample_id", "stage", "reason").write_csv(Path(tmp) / "selected_ids.csv")
             reasons.write_csv(Path(tmp) / "reasons.csv")  # every row once, by its outcome
+            if coverage is not None:
+                mlflow.log_metrics(coverage_metrics(coverage))
+                coverage.write_csv(Path(tmp) / "coverage.csv")  # every group
             mlflow.log_artifacts(tmp, artifact_path="selection")
         if export_path:
             mlflow.log_param("export_path", export_path)
@@ -158,7 +182,7 @@ def track_stored_run(settings: Settings, run_id: str | None, force: bool = False
                      ) -> SelectionRun:
     """Log a stored selection run to MLflow from the store alone (e.g. after MLflow was
     unreachable during the run); returns the run record with its new mlflow_run_id."""
-    from rap_core.estimators.stored import counts, run_funnel
+    from rap_core.estimators.stored import counts, run_coverage, run_funnel
     from rap_core.store import StoreError, open_store
     with open_store(settings.duckdb_path) as store:
         run = store.selection_run(run_id, "track")
@@ -168,10 +192,11 @@ def track_stored_run(settings: Settings, run_id: str | None, force: bool = False
         funnel = counts(run_funnel(store, run.run_id))
         reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
         decisions = store.query("queries/decisions_of_run", run_id=run.run_id)
+        coverage = run_coverage(store, run.run_id, run.thresholds.get("coverage_floor", 0.0))
     report = settings.reports_dir / f"{run.run_id}.html"  # rap report's default place
     mlflow_id = log_selection(settings, run, run.parameters, funnel, reasons, decisions,
                               run.export_path, report_path=str(report) if report.is_file()
-                              else None)
+                              else None, coverage=coverage)
     with open_store(settings.duckdb_path) as store:
         store.execute("writes/set_run_tracking", run_id=run.run_id,
                       mlflow_run_id=mlflow_id, export_path=run.export_path)

@@ -8,10 +8,19 @@ from prefect.cache_policies import NO_CACHE
 
 from rap_core.estimators import Context, plan
 from rap_core.estimators.select import filter_rows, rebalance
-from rap_core.estimators.stored import selection_inputs
+from rap_core.estimators.stored import group_key, selection_inputs
 from rap_core.params import FactKeys, Thresholds
 from rap_core.settings import Settings
 from rap_core.store import StoreError, open_store
+
+
+@task(name="resolve-groups", cache_policy=NO_CACHE)
+def resolve_groups(settings: Settings, pool_id: str, requested: str) -> str:
+    """The group key of the run (--group-by; auto resolved against the pool's stored keys)."""
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        key = group_key(store, pool_id, requested, warn=get_run_logger().warning)
+    get_run_logger().info("groups: %s", key)
+    return key
 
 
 @task(name="estimate-difficulty", cache_policy=NO_CACHE)
@@ -37,13 +46,14 @@ def apply_filters(inputs: pl.DataFrame, th: Thresholds, method: str = "rap") -> 
 def replacement(filtered: pl.DataFrame, th: Thresholds, method: str, settings: Settings,
                 pool_id: str) -> pl.DataFrame:
     """The method's rebalancer (DRM for rap: swap easy survivors for hard, solvable,
-    image-dependent rejected samples; random: a seeded pick)."""
+    image-dependent rejected samples; random: a seeded pick), then the coverage floor."""
     resolved = plan(method)
     out = rebalance(filtered, resolved, th, Context(
         selected_count=lambda like: selected_count(settings, pool_id, like)))
-    if resolved.rebalancer:
-        get_run_logger().info("%s", rebalance_report(resolved.rebalancer.name, filtered, out,
-                                                      resolved.rebalancer.reasons))
+    for rebalancer in resolved.rebalancers:
+        if rebalancer is resolved.rebalancer or rebalancer.active(th):
+            get_run_logger().info("%s", rebalance_report(rebalancer.name, filtered, out,
+                                                          rebalancer.reasons))
     return out
 
 

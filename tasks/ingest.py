@@ -15,15 +15,20 @@ from rap_core.store import open_store
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest(data: DataSpec, settings: Settings) -> Pool:
-    """Read and validate the pool; store samples and one status row per input row."""
-    pool = read_pool(data, settings.images_dir)
+def ingest(data: DataSpec, settings: Settings, group_by: str = "auto") -> Pool:
+    """Read and validate the pool; store samples, one status row per input row and each
+    row's groups (rap_core/io/groups)."""
+    pool = read_pool(data, settings.images_dir, group_by)
     rows = pool.rows.with_columns(pool_id=pl.lit(pool.pool_id))
+    groups = pool.groups.with_columns(pool_id=pl.lit(pool.pool_id))
     meta = pl.DataFrame([{"pool_id": pool.pool_id, "source": pool.source,
                           "n_rows": pool.rows.height, "n_samples": pool.samples.height}])
     with open_store(settings.duckdb_path) as store, store.transaction():
         store.upsert("samples", pool.samples)
         store.upsert("pool_rows", rows)
+        store.execute("writes/clear_pool_groups", pool_id=pool.pool_id,
+                      keys=list(pool.group_keys))
+        store.upsert("pool_groups", groups)
         store.upsert("pools", meta)
     errors = pool.rows.filter(pl.col("row_status") == "error").height
     get_run_logger().info("ingest: %d rows -> %d samples, %d row errors (pool %s)",

@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rap_core.io.export import write_export
 from rap_core.estimators.select import DECISION_COLUMNS
-from rap_core.estimators.stored import counts, run_funnel
+from rap_core.estimators.stored import counts, run_coverage, run_funnel
 from rap_core.settings import Settings
 from rap_core.store import SelectionRun, open_store
 from rap_core.tracking import log_selection
@@ -23,7 +23,8 @@ def write_selection(settings: Settings, run: SelectionRun, decisions: pl.DataFra
         store.upsert("decisions", rows)
         funnel = run_funnel(store, run.run_id)
         reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
-    return {"funnel": funnel, "reasons": reasons}
+        coverage = run_coverage(store, run.run_id, run.thresholds.get("coverage_floor", 0.0))
+    return {"funnel": funnel, "reasons": reasons, "coverage": coverage}
 
 
 @task(name="export-easyr1", cache_policy=NO_CACHE, retries=1)
@@ -66,7 +67,8 @@ def track(settings: Settings, run: SelectionRun, params: dict, result: dict,
     funnel = counts(result["funnel"])
     try:
         mlflow_id = log_selection(settings, run, params, funnel, result["reasons"],
-                                  decisions, export_path, phases, report_path)
+                                  decisions, export_path, phases, report_path,
+                                  result.get("coverage"))
     except Exception as exc:  # any tracking-store failure: the selection stands
         get_run_logger().warning(
             "MLflow logging failed (%s: %s). The selection is stored; log it later with "

@@ -88,6 +88,8 @@ V2_LAYOUT = [  # schema 3 back to schema 2: one column per stage, no method
     # schema 4's engine columns
     "ALTER TABLE models DROP COLUMN engine", "ALTER TABLE models DROP COLUMN served_model",
     "ALTER TABLE rollout_settings DROP COLUMN engine",
+    # schema 5's groups
+    "ALTER TABLE decisions DROP COLUMN group_name", "DROP TABLE pool_groups",
 ]
 
 
@@ -104,11 +106,11 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path):
             store.con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         store.execute("writes/set_meta", key="schema_version", value="1")
     store_mod._MIGRATED.clear()
-    with pytest.raises(StoreError, match="older than 4: run `rap select`"):
+    with pytest.raises(StoreError, match="older than 5: run `rap select`"):
         with open_store(path, read_only=True):
             pass
     with open_store(path) as store:
-        assert store.stored_version() == "4"
+        assert store.stored_version() == "5"
         assert store.con.sql("SELECT count(*), count(system) FROM samples").fetchall() == [(2, 0)]
         columns = {r[0] for r in store.con.sql("DESCRIBE pool_rows").fetchall()}
         assert {"source_id", "data_source"} <= columns
@@ -119,8 +121,12 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path):
         assert {"engine", "served_model"} <= {
             r[0] for r in store.con.sql("DESCRIBE models").fetchall()}
         assert "engine" in {r[0] for r in store.con.sql("DESCRIBE rollout_settings").fetchall()}
+        # decisions of runs from before groups are all group (none)
+        assert store.con.sql('SELECT "group", pool_rows, ratio FROM coverage').fetchall() == [
+            ("(none)", 2, 1.0)]
+        assert store.con.sql("SELECT count(*) FROM pool_groups").fetchall() == [(0,)]
     with open_store(path, read_only=True) as store:
-        assert store.stored_version() == "4"
+        assert store.stored_version() == "5"
 
 
 def test_a_known_sample_keeps_its_first_record(tmp_path):

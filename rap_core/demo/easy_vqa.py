@@ -12,9 +12,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
-SHAPES = ("circle", "rectangle", "triangle")
-QUESTION_TYPES = ("yes/no", "color", "shape")
+from rap_core.io.spec import COLORS, QUESTION_TYPES, SHAPES, question_type  # noqa: F401
+
 _NEGATION = re.compile(r"\b(not|no)\b")
 
 # The text states the fact the question asks about. The demo model is trained with
@@ -34,14 +33,6 @@ class Question:
     @property
     def qtype(self) -> str:
         return question_type(self.answer)
-
-
-def question_type(answer: str) -> str:
-    if answer in COLORS:
-        return "color"
-    if answer in SHAPES:
-        return "shape"
-    return "yes/no"
 
 
 def _asked(question: str) -> str | None:

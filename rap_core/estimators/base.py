@@ -84,6 +84,9 @@ class Rebalancer:
     apply: Callable[[pl.DataFrame, BaseModel, "Context"], pl.DataFrame]
     needs: tuple[str, ...] = ()
     thresholds: type[BaseModel] = NoThresholds
+    # runs after every method's own rebalancer (the coverage floor), where `active` says so
+    every_method: bool = False
+    active: Callable[[BaseModel], bool] = lambda th: True
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,11 @@ class Plan:
     filters: tuple[Filter, ...]
     rebalancer: Rebalancer | None
     needs: frozenset[str] = field(default_factory=frozenset)
+    finishers: tuple[Rebalancer, ...] = ()  # after the rebalancer, in every method
+
+    @property
+    def rebalancers(self) -> tuple[Rebalancer, ...]:
+        return (*([self.rebalancer] if self.rebalancer else []), *self.finishers)
 
     @property
     def stages(self) -> list[str]:
@@ -132,7 +140,7 @@ class Plan:
     @property
     def threshold_names(self) -> list[str]:
         """The thresholds this method reads, filters first."""
-        parts = [*self.filters, *([self.rebalancer] if self.rebalancer else [])]
+        parts = [*self.filters, *self.rebalancers]
         return [name for part in parts for name in part.thresholds.model_fields]
 
     def cuts(self, values: BaseModel | dict) -> dict[str, list[tuple[str, float]]]:
@@ -157,7 +165,8 @@ def plan(method: str) -> Plan:
     filters = tuple(FILTERS[name] for name in m.filters)
     rebalancer = REBALANCERS[m.rebalancer] if m.rebalancer else None
     needs = {n for f in filters for n in f.needs} | set(rebalancer.needs if rebalancer else ())
-    return Plan(m, filters, rebalancer, frozenset(needs))
+    finishers = tuple(r for r in REBALANCERS.values() if r.every_method)
+    return Plan(m, filters, rebalancer, frozenset(needs), finishers)
 
 
 def thresholds_for(model: type[BaseModel], values: BaseModel | dict) -> BaseModel:

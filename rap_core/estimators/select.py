@@ -11,9 +11,10 @@ import polars as pl
 from pydantic import BaseModel
 
 from rap_core.estimators.base import FACT_INPUTS, Context, Plan, thresholds_for
+from rap_core.io.groups import NO_GROUP
 
 DECISION_COLUMNS = ["source_row", "sample_id", "state", "stage", "reason", "detail", "passed",
-                    "acc_mm", "acc_text", "d", "psi", "difficulty"]
+                    "acc_mm", "acc_text", "d", "psi", "difficulty", "group_name"]
 SCORE_COLUMNS = ("acc_mm", "acc_text", "d", "psi")
 _NO_DETAIL = pl.lit(None, pl.String)
 
@@ -92,16 +93,20 @@ def _with_scores(frame: pl.DataFrame, plan: Plan, th) -> pl.DataFrame:
     frame = frame.with_columns(**extra) if extra else frame
     missing = [pl.lit(None, pl.Float64).alias(c) for c in SCORE_COLUMNS if c not in frame.columns]
     frame = frame.with_columns(missing) if missing else frame
-    return frame.with_columns(difficulty=1 - pl.col("acc_mm"))
+    group = (pl.col("group_name").fill_null(NO_GROUP) if "group_name" in frame.columns
+             else pl.lit(NO_GROUP))
+    return frame.with_columns(difficulty=1 - pl.col("acc_mm"), group_name=group)
 
 
 def rebalance(decisions: pl.DataFrame, plan: Plan, th, context: Context) -> pl.DataFrame:
-    """The method's rebalancer over the filtered decisions (unchanged without one)."""
-    if plan.rebalancer is None:
-        return decisions
+    """The method's rebalancer over the filtered decisions, then those every method runs
+    (the coverage floor) where their thresholds switch them on."""
     context.filter_reasons = {f.name: f.reason for f in plan.filters}
-    own = thresholds_for(plan.rebalancer.thresholds, th)
-    return plan.rebalancer.apply(decisions, own, context)
+    for rebalancer in plan.rebalancers:
+        own = thresholds_for(rebalancer.thresholds, th)
+        if rebalancer is plan.rebalancer or rebalancer.active(own):
+            decisions = rebalancer.apply(decisions, own, context)
+    return decisions
 
 
 def select_rows(inputs: pl.DataFrame, plan: Plan, th, context: Context | None = None

@@ -4,13 +4,15 @@ funnel read back, step by step."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import polars as pl
 from pydantic import BaseModel
 
 from rap_core.estimators.base import Plan, thresholds_for
+from rap_core.io.groups import AUTO, DERIVED, resolve_group_by
 from rap_core.keys import FactKeys
-from rap_core.store import Store, StoreError
+from rap_core.store import Store, StoreError, open_store
 
 _PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
 
@@ -27,10 +29,31 @@ def source_frame(store: Store, source: str, keys: dict, thresholds: BaseModel) -
     return store.con.sql(source, params={n: values[n] for n in names}).pl()
 
 
+def group_key(store: Store, pool_id: str, requested: str, warn=None) -> str:
+    """The group key a run on pool_id uses (auto resolved), if the pool's rows have it
+    stored; a pool ingested before rap stored groups has none (all rows are '(none)')."""
+    stored = dict(store.query("queries/group_keys_of_pool", pool_id=pool_id)
+                  .select("group_key", "n_values").iter_rows())
+    key = resolve_group_by(requested, stored)
+    if not stored:
+        if warn:
+            warn(f"pool {pool_id} has no stored groups (it was read by an older rap): every "
+                 "row is group (none); `rap select` on the pool stores them")
+    elif key not in stored:
+        raise StoreError(f"group column {key!r} was not stored for pool {pool_id} (stored: "
+                         f"{', '.join(sorted(stored))}): run `rap select --group-by {key}` "
+                         "on the pool once to read it")
+    return key
+
+
 def selection_inputs(store: Store, plan: Plan, keys: FactKeys, th: BaseModel) -> pl.DataFrame:
-    """Per pool row: ingest status, inference errors, which facts are stored, and the score
-    columns of each filter of the method (a column already there is not joined again)."""
+    """Per pool row: ingest status, inference errors, which facts are stored, its group under
+    th.group_by (resolved) and the score columns of each filter of the method (a column
+    already there is not joined again)."""
     frame = store.query("queries/selection_base", **keys.model_dump())
+    groups = store.query("queries/groups_of_pool", pool_id=keys.pool_id,
+                         group_key=getattr(th, "group_by", AUTO))
+    frame = frame.join(groups, on="source_row", how="left", maintain_order="left")
     for f in plan.filters:
         scores = source_frame(store, f.source, keys.facts(), thresholds_for(f.thresholds, th))
         new = [c for c in scores.columns if c == "sample_id" or c not in frame.columns]
@@ -53,6 +76,12 @@ def run_funnel(store: Store, run_id: str) -> dict:
     return funnel
 
 
+def run_coverage(store: Store, run_id: str, floor: float = 0.0) -> pl.DataFrame:
+    """A run's composition per group, largest first, with floors and shortfalls at F."""
+    from rap_core.estimators.coverage import with_floors
+    return with_floors(store.query("queries/coverage_of_run", run_id=run_id), floor)
+
+
 def readmitted(funnel: dict) -> str:
     """'CDE 200, ACE 54': the rebalancer's re-admissions by the filter that had dropped them
     ('' when it brought none back)."""
@@ -71,3 +100,18 @@ def reason_label(reason: dict) -> str:
 def counts(funnel: dict) -> dict:
     """The funnel's numbers alone (for metrics)."""
     return {k: v for k, v in funnel.items() if isinstance(v, (int, float))}
+
+
+def check_group_by(params, duckdb_path: Path) -> None:
+    """A group key the run names must exist: a column of the pool (select), or one stored for
+    the base run's pool (retune). PoolReadError or StoreError, before anything runs."""
+    from rap_core.io.readers import has_column, missing_group_column
+    group_by = params.thresholds.group_by
+    if params.mode == "select":
+        if group_by != AUTO and group_by not in DERIVED and not has_column(params.data, group_by):
+            raise missing_group_column(group_by, params.data)
+        return
+    if "group_by" not in params.thresholds.model_fields_set or not duckdb_path.exists():
+        return
+    with open_store(duckdb_path) as store:  # a writer: upgrades an older store
+        group_key(store, store.selection_run(params.base_run, "retune").pool_id, group_by)

@@ -223,3 +223,24 @@ def grade(reference: str, response: str, *,
     """(extracted answer, correct) for one response."""
     extracted = extract_answer(response)
     return extracted, is_correct(reference, extracted, question=question)
+
+
+ANSWER_KINDS = ("yes/no", "choice", "number", "short text", "other text")
+_LATEX_NAME_RE = re.compile(r"\\[a-zA-Z]+")
+_WORD_RE = re.compile(r"[a-zA-Z]{2,}")  # a word: "3 apples" is text, "2x + 1" is math
+_YES_NO = {"yes", "no", "true", "false"}
+
+
+def answer_kind(reference: str) -> str:
+    """What kind of answer a reference is, by the rules `is_correct` grades it with: yes/no,
+    a multiple-choice letter, a number (anything the grader compares as math: a number,
+    fraction or expression), short text (one or two words) or other text."""
+    label = normalise_label(reference)
+    if label in _YES_NO:
+        return "yes/no"
+    if _choice(reference)[0]:  # "B", "(B)", or a letter leading its option's text
+        return "choice"
+    math = _LATEX_NAME_RE.sub(" ", _canon(reference))
+    if _MATHY_RE.search(math) and not _WORD_RE.search(math):  # "12", "x^2+1", "\\frac{1}{2}"
+        return "number"
+    return "short text" if len(label.split()) <= 2 else "other text"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rap_core.io.spec import EASY_VQA_DEFAULT_ROWS
+from rap_core.io.spec import EASY_VQA_DEFAULT_ROWS, question_type
 from rap_core.errors import PoolReadError
 
 
@@ -21,7 +21,8 @@ def easy_vqa_rows(limit: int | None):
     paths = get_train_image_paths()
     n = min(limit or EASY_VQA_DEFAULT_ROWS, len(questions))
     for i in range(n):
-        yield {"problem": questions[i], "answer": answers[i], "images": [paths[image_ids[i]]]}
+        yield {"problem": questions[i], "answer": answers[i], "images": [paths[image_ids[i]]],
+               "question_type": question_type(answers[i])}
 
 
 class BadRow(dict):

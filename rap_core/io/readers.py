@@ -22,6 +22,7 @@ import polars as pl
 
 from rap_core.keys import sample_id, short_hash
 from rap_core.io.spec import BUILTIN_DATA, DataSpec
+from rap_core.io.groups import AUTO, DERIVED, column_value, columns_to_read, row_groups
 from rap_core.io.pool_files import BadRow, PoolReadError, easy_vqa_rows, file_rows
 from rap_core.io.layouts import Layout, RawSample, detect_layout
 from rap_core.io.pool_images import RowError, image_record, storable, unicode_text
@@ -30,6 +31,7 @@ from rap_core.io.prompts import IMAGE_PLACEHOLDER, count_placeholders
 SAMPLE_SCHEMA = {"sample_id": pl.String, "question": pl.String, "answer": pl.String,
                  "image_paths": pl.List(pl.String), "image_sha256": pl.List(pl.String),
                  "system": pl.String}
+GROUP_SCHEMA = {"source_row": pl.Int64, "group_key": pl.String, "group_value": pl.String}
 ROW_SCHEMA = {"source_row": pl.Int64, "sample_id": pl.String, "row_status": pl.String,
               "error_code": pl.String, "error_message": pl.String, "source_id": pl.String,
               "data_source": pl.String}
@@ -43,6 +45,10 @@ class Pool:
     samples: pl.DataFrame
     rows: pl.DataFrame
     layout: str = "easyr1"
+    # (source_row, group_key, group_value) of every row with a value; group_keys: the keys
+    # read (a key no row has a value of is still read: its rows are all group (none))
+    groups: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=GROUP_SCHEMA))
+    group_keys: tuple[str, ...] = ()
     pool_id: str = field(init=False)
 
     def __post_init__(self):
@@ -125,11 +131,13 @@ def _row_error(exc: Exception) -> RowError:
     return RowError("bad_row", f"row could not be read: {type(exc).__name__}: {exc}")
 
 
-def read_pool(spec: DataSpec, images_dir: Path) -> Pool:
+def read_pool(spec: DataSpec, images_dir: Path, group_by: str = "auto") -> Pool:
     """Read and validate every row; duplicates of an earlier row are marked, not re-scored.
-    Any failure inside one row is that row's error; only PoolReadError ends the read."""
+    Any failure inside one row is that row's error; only PoolReadError ends the read (and a
+    group column `group_by` that no row has)."""
     rows_iter, base_dir = _raw_rows(spec)
     samples, rows, seen, layout, checked = [], [], set(), None, {}
+    columns, groups = columns_to_read(group_by), []
     for i, raw in enumerate(rows_iter):
         if spec.limit is not None and i >= spec.limit:
             break
@@ -148,14 +156,44 @@ def read_pool(spec: DataSpec, images_dir: Path) -> Pool:
             err = _row_error(exc)
             rows.append((i, None, "error", err.code, storable(str(err)),
                          storable(source_id), storable(data_source)))
+            groups += [(i, k, v) for k, v in row_groups(raw, None, columns).items()]
             continue
         status = "duplicate" if rec["sample_id"] in seen else "ok"
         rows.append((i, rec["sample_id"], status, None, None, source_id, data_source))
+        groups += [(i, k, v) for k, v in row_groups(raw, rec, columns).items()]
         if status == "ok":
             seen.add(rec["sample_id"])
             samples.append(rec)
     if not rows:
         raise PoolReadError(f"{spec.path}: the pool has no rows")
+    groups_frame = pl.DataFrame(groups, schema=GROUP_SCHEMA, orient="row")
+    _check_group_column(group_by, groups_frame, spec)
+    keys = (*DERIVED, *columns)
     return Pool(source=spec.path, samples=pl.DataFrame(samples, schema=SAMPLE_SCHEMA),
                 rows=pl.DataFrame(rows, schema=ROW_SCHEMA, orient="row"),
-                layout=_layout_name(layout, spec))
+                layout=_layout_name(layout, spec), groups=groups_frame, group_keys=keys)
+
+
+def has_column(spec: DataSpec, column: str) -> bool:
+    """Whether some row of the pool has `column` (a dotted path) with a group value: the raw
+    rows are scanned until one does, without reading any image."""
+    rows, _ = _raw_rows(spec)
+    for i, raw in enumerate(rows):
+        if spec.limit is not None and i >= spec.limit:
+            break
+        if not isinstance(raw, BadRow) and column_value(raw, column) is not None:
+            return True
+    return False
+
+
+def _check_group_column(group_by: str, groups: pl.DataFrame, spec: DataSpec) -> None:
+    """A group column the run names must be a column of the pool (of at least one row)."""
+    if group_by != AUTO and group_by not in DERIVED and not (
+            groups["group_key"] == group_by).any():
+        raise missing_group_column(group_by, spec)
+
+
+def missing_group_column(group_by: str, spec: DataSpec) -> PoolReadError:
+    return PoolReadError(f"--group-by {group_by}: no row of {spec.path} has a column "
+                         f"{group_by!r} with a text or number value (a dotted name reads "
+                         "inside a struct, e.g. extra_info.split; derived: answer_kind)")

@@ -9,6 +9,19 @@ from pydantic import BaseModel, Field
 
 BUILTIN_DATA = "builtin:easy-vqa"
 EASY_VQA_DEFAULT_ROWS = 1000
+# easy-VQA's vocabulary; the builtin pool's rows carry their question type as a column
+COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
+SHAPES = ("circle", "rectangle", "triangle")
+QUESTION_TYPES = ("yes/no", "color", "shape")
+
+
+def question_type(answer: str) -> str:
+    """An easy-VQA question's type, from its answer."""
+    if answer in COLORS:
+        return "color"
+    if answer in SHAPES:
+        return "shape"
+    return "yes/no"
 
 
 class DataSpec(BaseModel):

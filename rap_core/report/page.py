@@ -1,8 +1,9 @@
 """The report page of a selection run: one self-contained HTML file (styles, script, charts and
 thumbnails inline; nothing fetched), built from the store alone.
 
-Top: the run (method, keys, parameters), the funnel, every (state, stage, reason) count, and
-the distributions of D, acc_mm, acc_text and psi split into selected and dropped rows with
+Top: the run (method, keys, parameters), the funnel, every (state, stage, reason) count, the
+composition per group (pool share against selected share, under-represented groups flagged),
+and the distributions of D, acc_mm, acc_text and psi split into selected and dropped rows with
 the thresholds drawn. Then one section per (state, stage, reason) with a seeded sample of
 cards: thumbnails, question, reference answer, scores, and the first response with and
 without the image with their grades. A filter box narrows the cards by text and reason.
@@ -81,7 +82,8 @@ def card(row: dict, extra: str = "") -> str:
         images.append(f'<div class="missing">+{more} more</div>')
     question = row.get("question")
     text = " ".join(str(row.get(k) or "") for k in ("question", "answer", "reason", "stage",
-                                                    "state", "detail", "sample_id"))
+                                                    "state", "detail", "sample_id",
+                                                    "group_name"))
     scores = " · ".join(f"{name} {_fmt(row.get(key))}" for name, key in (
         ("acc_mm", "acc_mm"), ("acc_text", "acc_text"), ("D", "d"), ("ψ", "psi"),
         ("difficulty", "difficulty")))
@@ -98,8 +100,10 @@ def card(row: dict, extra: str = "") -> str:
                               else "not run"))
     if row.get("detail"):
         body.append(f'<div class="detail">{escape(_short(row["detail"], 300))}</div>')
+    group = row.get("group_name")
     body.append(f'<div class="meta">row {row["source_row"]} · sample '
-                f'{escape(str(row.get("sample_id") or "–"))}</div>{extra}')
+                f'{escape(str(row.get("sample_id") or "–"))}'
+                f'{" · group " + escape(group) if group else ""}</div>{extra}')
     return (f'<article class="card" data-text="{escape(text.lower())}">'
             f'<div class="thumbs">{"".join(images)}</div><div class="body">{"".join(body)}'
             f'</div></article>')
@@ -119,6 +123,27 @@ def distributions(run: SelectionRun, scores: pl.DataFrame) -> str:
         charts.append(svg.histogram(selected, dropped, axis_title(column, title),
                                     cuts.get(column, []), lo=lo, hi=hi))
     return "".join(charts)
+
+
+def composition(run: SelectionRun, coverage: pl.DataFrame) -> str:
+    """The run's composition per group: the chart, the under-represented groups and, with a
+    coverage floor, each group's floor and shortfall."""
+    from rap_core.estimators.coverage import largest, under_represented
+    th = run.thresholds
+    group_by, floor = th.get("group_by", "group"), th.get("coverage_floor", 0.0)
+    shown = largest(coverage, 12)
+    low = under_represented(coverage, th.get("coverage_warn", 0.6))
+    notes = [f"under-represented: {x}" for x in low]
+    if floor:
+        notes.append(f"coverage floor {floor:g}: each group keeps at least {floor:g} × its pool "
+                     "share of the selection (column floor_rows; shortfall: too few solvable "
+                     "rejects)")
+    columns = ["group", "pool_rows", "pool_share", "selected_rows", "selected_share", "ratio",
+               *(["floor_rows", "shortfall"] if floor else [])]
+    return (f'<h2>Composition by {escape(group_by)}</h2><div class="cols"><div>'
+            f'{svg.composition(shown.to_dicts(), group_by)}</div><div>'
+            + "".join(f'<p class="warn">{escape(n)}</p>' for n in notes)
+            + f'{_table(shown.to_dicts(), columns)}</div></div>')
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -170,9 +195,10 @@ def page(title: str, header: str, counts: dict[str, int], sections: str) -> str:
 
 def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) -> tuple[str, dict]:
     """The page of one run (the latest when run_id is None), and figures about it."""
-    from rap_core.estimators.stored import run_funnel
+    from rap_core.estimators.stored import run_coverage, run_funnel
     run = store.selection_run(run_id, "report")
     funnel = run_funnel(store, run.run_id)
+    coverage = run_coverage(store, run.run_id, run.thresholds.get("coverage_floor", 0.0))
     reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
     scores = store.query("queries/report_scores", run_id=run.run_id)
     cards = store.query("queries/report_cards", run_id=run.run_id, per_reason=per_reason,
@@ -189,7 +215,8 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
     header = (
         f'<p class="lead">{escape(run.mode)} run <b>{escape(run.run_id)}</b>, method '
         f'<b>{escape(run.method)}</b> ({" → ".join(s.upper() for s in run.stages)}'
-        f'{" → " + run.rebalancer.upper() if run.rebalancer else ""}), '
+        f'{" → " + run.rebalancer.upper() if run.rebalancer else ""}'
+        f'{" → COVERAGE" if run.thresholds.get("coverage_floor") else ""}), '
         f'{funnel["pool_rows"]:,} rows → <b>{funnel["selected"]:,} selected</b>'
         f'{", base run " + escape(run.base_run) if run.base_run else ""}; made '
         f'{escape(str(run.created_at))[:19]} UTC.</p>'
@@ -199,7 +226,7 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
                   for k, v in funnel.items() if k.startswith("readmitted_from_"))
         + f'</p></div><div><h2>Every row, by outcome</h2>'
         f'{_table(reasons.to_dicts(), ["state", "stage", "reason", "readmitted_from", "n"])}'
-        f'</div></div><h2>Distributions</h2><div class="charts">{distributions(run, scores)}'
+        f'</div></div>{composition(run, coverage)}<h2>Distributions</h2><div class="charts">{distributions(run, scores)}'
         f'</div><details><summary>Parameters and keys</summary>'
         f'{_table(parameter_rows, ["name", "value"])}'
         f'</details>')
@@ -265,7 +292,7 @@ th{background:#f0f2f6}details{margin:16px 0}summary{cursor:pointer;font-weight:6
 .resp{font-size:12.5px;margin:3px 0;padding:3px 6px;border-radius:4px;background:#f4f6f8}
 .resp.ok{border-left:3px solid #2e7d32}.resp.bad{border-left:3px solid #c62828}
 .resp.none{color:#889}.tag{font-weight:600;font-size:11.5px;color:#445}
-.detail{font-size:12px;color:#445;margin-top:4px}.meta{font-size:11px;color:#889;margin-top:4px}
+.detail{font-size:12px;color:#445;margin-top:4px}.warn{color:#a04000;font-weight:600}.meta{font-size:11px;color:#889;margin-top:4px}
 """
 
 SCRIPT = """

@@ -6,7 +6,7 @@ from html import escape
 
 import numpy as np
 
-SELECTED, DROPPED, LINE = "#2e7d32", "#b0b7c3", "#c62828"
+SELECTED, DROPPED, LINE, POOL = "#2e7d32", "#b0b7c3", "#c62828", "#5c7cba"
 
 
 def histogram(selected: np.ndarray, dropped: np.ndarray, title: str,
@@ -90,3 +90,36 @@ def funnel(steps: list[tuple[str, int]]) -> str:
                      f'<text x="{136 + bar:.1f}" y="{i * row + 16}" font-size="12">{n:,}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def composition(rows: list[dict], group_by: str) -> str:
+    """Per group, its share of the pool and of the selection as two bars (rows: a run's
+    coverage table, largest group first)."""
+    if not rows:
+        return ""
+    width, row, label_w, bar_w = 560, 34, 150, 300
+    top = max(max(r["pool_share"] or 0, r["selected_share"] or 0) for r in rows) or 1.0
+    height = row * len(rows) + 6
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             f'role="img" aria-label="pool and selected share by {escape(group_by)}">']
+    for i, r in enumerate(rows):
+        y0 = i * row + 3
+        name = r["group"] if len(r["group"]) <= 22 else r["group"][:21] + "…"
+        parts.append(f'<text x="0" y="{y0 + 18}" font-size="12"><title>{escape(r["group"])}'
+                     f'</title>{escape(name)}</text>')
+        for j, (key, color, what) in enumerate((("pool_share", POOL, "pool"),
+                                                ("selected_share", SELECTED, "selected"))):
+            share = r[key] or 0.0
+            n = r["pool_rows" if key == "pool_share" else "selected_rows"]
+            length = max(share / top * bar_w, 1)
+            y = y0 + j * 13
+            parts.append(f'<rect x="{label_w}" y="{y}" width="{length:.1f}" height="11" '
+                         f'fill="{color}"><title>{escape(r["group"])}: {n:,} {what} rows '
+                         f'({share:.1%})</title></rect><text x="{label_w + length + 4:.1f}" '
+                         f'y="{y + 10}" font-size="10">{share:.0%}</text>')
+    parts.append("</svg>")
+    legend = (f'<span class="key" style="background:{POOL}"></span>pool '
+              f'<span class="key" style="background:{SELECTED}"></span>selected')
+    return (f'<figure class="chart"><figcaption>share of the pool and of the selection, by '
+            f'{escape(group_by)}</figcaption>{"".join(parts)}<div class="legend">{legend}'
+            '</div></figure>')

@@ -19,9 +19,10 @@ from rap_core.errors import StoreDamaged, StoreError
 from rap_core.store.records import SelectionRun
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 MIGRATIONS = {"1": ("2", "migrations/v1_to_v2"),  # from: (to, folder of statements)
-              "2": ("3", "migrations/v2_to_v3"), "3": ("4", "migrations/v3_to_v4")}
+              "2": ("3", "migrations/v2_to_v3"), "3": ("4", "migrations/v3_to_v4"),
+              "4": ("5", "migrations/v4_to_v5")}
 _MIGRATED: set[Path] = set()  # files this process has already brought up to date
 
 

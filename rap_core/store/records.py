@@ -52,6 +52,11 @@ class SelectionRun(BaseModel):
         """The run's parameters, grouped as RapParams holds them."""
         return json.loads(self.params)
 
+    @property
+    def thresholds(self) -> dict:
+        """The run's thresholds as recorded (every estimator's, flat)."""
+        return self.parameters.get("thresholds", {})
+
     def frame(self) -> pl.DataFrame:
         """The row, for an upsert into selection_runs."""
         return pl.DataFrame([self.model_dump()])

@@ -17,7 +17,7 @@ picked AS (
                  source_row) <= $per_reason
 )
 SELECT p.source_row, p.sample_id, p.state, p.stage, p.reason, p.readmitted_from, p.detail,
-       p.acc_mm, p.acc_text, p.d, p.psi, p.difficulty,
+       p.acc_mm, p.acc_text, p.d, p.psi, p.difficulty, p.group_name,
        s.question, s.answer, s.image_paths,
        f.mm_response, f.mm_correct, f.text_response, f.text_correct
 FROM picked p CROSS JOIN run

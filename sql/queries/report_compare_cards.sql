@@ -3,7 +3,7 @@
 WITH pair AS (
     SELECT a.source_row, a.sample_id, a.state AS a_state, a.stage AS a_stage,
            a.reason AS a_reason, b.state AS b_state, b.stage AS b_stage, b.reason AS b_reason,
-           a.acc_mm, a.acc_text, a.d, a.psi, a.difficulty,
+           a.acc_mm, a.acc_text, a.d, a.psi, a.difficulty, a.group_name,
            CASE WHEN a.state = 'selected' AND b.state = 'selected' THEN 'both'
                 WHEN a.state = 'selected' THEN 'a_only'
                 WHEN b.state = 'selected' THEN 'b_only' END AS side

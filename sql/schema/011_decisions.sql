@@ -14,5 +14,6 @@ CREATE TABLE IF NOT EXISTS decisions (
     d          DOUBLE,
     psi        DOUBLE,
     difficulty DOUBLE,
+    group_name VARCHAR,  -- its group under the run's group key (view coverage)
     PRIMARY KEY (run_id, source_row)
 );

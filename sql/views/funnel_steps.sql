@@ -1,5 +1,6 @@
 -- Per run, the funnel step by step: pool rows, then after each filter of its method in order,
--- then after its rebalancer (the selection). Built from the run's own list of stages.
+-- then after its rebalancer and its coverage floor (the selection). Built from the run's own
+-- list of stages.
 CREATE OR REPLACE VIEW funnel_steps AS
 WITH steps AS (
     SELECT run_id, 0 AS position, 'pool_rows' AS step, NULL AS stage FROM selection_runs
@@ -10,6 +11,11 @@ WITH steps AS (
     UNION ALL
     SELECT run_id, len(stages) + 1, 'after_' || rebalancer, NULL
     FROM selection_runs WHERE rebalancer IS NOT NULL
+    UNION ALL
+    -- the coverage floor, where the run set one (rap_core/estimators/coverage.py)
+    SELECT run_id, len(stages) + 2, 'after_coverage', NULL
+    FROM selection_runs
+    WHERE TRY_CAST(json_extract_string(params, '$.thresholds.coverage_floor') AS DOUBLE) > 0
 )
 SELECT s.run_id, s.position, s.step,
        CASE WHEN s.position = 0 THEN count(*)
