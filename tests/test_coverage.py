@@ -214,25 +214,38 @@ def test_verl_pool_groups_by_data_source_and_answer_kind(verl_pool, tmp_path):
         read_pool(DataSpec(path=str(verl_pool)), tmp_path / "cache", "subject")
 
 
-@pytest.mark.usefixtures("prefect_harness")
-def test_select_groups_a_verl_pool(verl_pool, tiny_model_dir, data_dir, capsys):
+def summary_of(argv: list[str], settings) -> str:
+    """What `rap select|retune ...` prints, run in this process (the flow's Prefect logs must
+    not hold on to a test's captured output, so no capsys around a flow run)."""
     from flows import cli
+    return cli.format_summary(cli.select(cli.parse_params(argv), settings), settings)
+
+
+def refused(argv: list[str]) -> list[str]:
+    """The lines `rap ...` writes to stderr when it exits with status 2."""
+    import contextlib
+    import io
+
+    from flows import cli
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(argv) == 2
+    return err.getvalue().strip().splitlines()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_select_groups_a_verl_pool(verl_pool, tiny_model_dir, settings):
     base = ["select", "--data", str(verl_pool), "--model", str(tiny_model_dir), "--m", "2",
             "--max-new-tokens", "4", "--no-track", "--no-export"]
-    assert cli.main(base + ["--group-by", "data_source"]) == 0
-    out = capsys.readouterr().out
-    assert "groups by data_source" in out
-    assert cli.main(base + ["--group-by", "subject"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"rap: error: --group-by subject: no row of {verl_pool} has a column "
+    assert "groups by data_source" in summary_of(base + ["--group-by", "data_source"],
+                                                 settings)
+    assert refused(base + ["--group-by", "subject"]) == [f"rap: error: --group-by subject: no row of {verl_pool} has a column "
                    "'subject' with a text or number value (a dotted name reads inside a "
                    "struct, e.g. extra_info.split; derived: answer_kind)"]
-    assert cli.main(["retune", "--group-by", "answer_kind", "--no-track", "--no-export"]) == 0
-    assert "groups by answer_kind" in capsys.readouterr().out
-    assert cli.main(["retune", "--group-by", "subject"]) == 2
-    err = capsys.readouterr().err
-    assert "group column 'subject' was not stored for pool" in err and len(
-        err.strip().splitlines()) == 1
+    assert "groups by answer_kind" in summary_of(
+        ["retune", "--group-by", "answer_kind", "--no-track", "--no-export"], settings)
+    err = refused(["retune", "--group-by", "subject"])
+    assert len(err) == 1 and "group column 'subject' was not stored for pool" in err[0]
     from rap_core.settings import Settings
     from rap_core.store import open_store
     with open_store(Settings.from_env().duckdb_path, read_only=True) as store:
@@ -246,13 +259,12 @@ def test_select_groups_a_verl_pool(verl_pool, tiny_model_dir, data_dir, capsys):
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_composition_everywhere_and_a_floor_retune(settings, tmp_path, capsys):
+def test_composition_everywhere_and_a_floor_retune(settings, tmp_path):
     """The builtin pool's question types through a scripted select (yes/no: the text answers
     them), then `rap retune --coverage-floor 1` with no model call."""
     import mlflow
 
     import fakes
-    from flows import cli
     from rap_core.engines import base as engine_mod
     from rap_core.io.pool_files import easy_vqa_rows
     from rap_core.store import open_store
@@ -266,8 +278,7 @@ def test_composition_everywhere_and_a_floor_retune(settings, tmp_path, capsys):
                 for i, a in enumerate(samples["answer"])]
     model = fakes.script_pool(DataSpec(limit=n), tmp_path, outcomes)
     flags = ["--limit", str(n), "--model", model, "--m", "2", "--max-new-tokens", "8"]
-    assert cli.main(["select", *flags, "--no-export"]) == 0
-    out = capsys.readouterr().out
+    out = summary_of(["select", *flags, "--no-export"], settings)
     assert "groups by question_type" in out and "under-represented: yes/no" in out, out
     with open_store(settings.duckdb_path, read_only=True) as store:
         run_id, mlflow_id = store.con.sql("SELECT run_id, mlflow_run_id FROM selection_runs"
@@ -296,8 +307,7 @@ def test_composition_everywhere_and_a_floor_retune(settings, tmp_path, capsys):
     # the floor: no model call, same size, yes/no at its floor or short of it
     engine_mod.load_engine.cache_clear()
     loads = len(fakes.LOADS)
-    assert cli.main(["retune", "--coverage-floor", "1", "--no-export"]) == 0
-    out = capsys.readouterr().out
+    out = summary_of(["retune", "--coverage-floor", "1", "--no-export"], settings)
     assert len(fakes.LOADS) == loads and "after COVERAGE" in out and "coverage floor 1:" in out
     with open_store(settings.duckdb_path, read_only=True) as store:
         retuned = store.con.sql("SELECT run_id FROM selection_runs WHERE mode = 'retune'"
