@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
 import re
 import tempfile
 from pathlib import Path
@@ -119,7 +118,8 @@ def _metric_name(name: str) -> str:
     """A group's name as MLflow accepts it in a metric name (no other characters, no path
     that normalises to another)."""
     clean = _METRIC_UNSAFE.sub("_", name)[:200] or "_"
-    return clean if posixpath.normpath(clean) == clean else clean.replace("/", "_")
+    parts = clean.split("/")
+    return clean.replace("/", "_") if any(p in ("", ".", "..") for p in parts) else clean
 
 
 def coverage_metrics(coverage: pl.DataFrame) -> dict[str, float]:

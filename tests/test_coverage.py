@@ -325,3 +325,20 @@ def test_composition_everywhere_and_a_floor_retune(settings, tmp_path):
     yes_no = floored.row(by_predicate=pl.col("group") == "yes/no", named=True)
     assert yes_no["selected_rows"] == yes_no["floor_rows"] > 0
     assert [s for (s,) in steps][-2:] == ["after_drm", "after_coverage"]
+
+
+def test_hostile_group_names_stay_text_on_the_page_and_in_mlflow():
+    from rap_core.report.svg import composition
+    from rap_core.tracking import coverage_metrics
+    rows = [{"group": g, "pool_rows": 1, "pool_share": 0.25, "selected_rows": 1,
+             "selected_share": 0.5 if i else None, "ratio": 2.0 if i else None}
+            for i, g in enumerate(["<script>alert(1)</script>", "../../etc", "yes/no", "a\tb"])]
+    html = composition(rows, "<b>key</b>")
+    assert "<script>" not in html and "&lt;script&gt;" in html and "<b>key" not in html
+    names = set(coverage_metrics(pl.DataFrame(rows)))
+    assert names == {"coverage._script_alert_1__/script_.pool_share",
+                     "coverage..._.._etc.pool_share", "coverage..._.._etc.selected_share",
+                     "coverage..._.._etc.ratio", "coverage.yes/no.pool_share",
+                     "coverage.yes/no.selected_share", "coverage.yes/no.ratio",
+                     "coverage.a_b.pool_share", "coverage.a_b.selected_share",
+                     "coverage.a_b.ratio"}
