@@ -7,6 +7,7 @@
     rap query "SELECT * FROM selected" --out sel.csv    # its whole result as a file
     rap runs                                            # the selection runs so far
     rap compare RUN_A RUN_B                             # overlap, Jaccard, crosstab
+    rap sweep --lambda-c 0:0.8:0.1 --lambda-a 1e-5,0.1  # a threshold grid, from stored facts
     rap track [--run RUN]                               # log a stored run to MLflow later
     rap demo-model [--retrain]                          # train / show the embedded model
     rap validate                                        # planted priors, question types
@@ -211,7 +212,7 @@ RUNS_SQL = ("SELECT r.run_id, r.mode, r.method, r.base_run, f.pool_rows, f.selec
 WRITING_COMMANDS = {"select", "retune", "track", "demo-model", "validate", "experiment",
                     "server", "report"}
 # they read the store first
-READING_COMMANDS = {"query", "runs", "compare", "export", "track", "report"}
+READING_COMMANDS = {"query", "runs", "compare", "export", "track", "report", "sweep"}
 
 
 def _guarded(command: str):
@@ -239,6 +240,7 @@ def _checked(command: str, settings: Settings, body, reads_store: bool = True) -
     from rap_core.io.readers import PoolReadError
     from rap_core.store import StoreError
     from rap_core.store.query import QueryRefused
+    from rap_core.errors import SweepError
     try:
         from rap_core.store.preflight import check_store, prepare_data_dir
         if command.split()[0] in WRITING_COMMANDS:
@@ -246,7 +248,8 @@ def _checked(command: str, settings: Settings, body, reads_store: bool = True) -
         if command in READING_COMMANDS and reads_store:
             check_store(settings, write=False)  # whole, and of this rap's schema
         return body() or 0
-    except (ValidationError, PoolReadError, StoreError, OutputError, QueryRefused) as exc:
+    except (ValidationError, PoolReadError, StoreError, OutputError, QueryRefused,
+            SweepError) as exc:
         return _fail(exc)
     except Exception as exc:
         return _known_failure(exc, settings)
@@ -276,12 +279,29 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `rap` command; returns its exit status (2: bad input or environment)."""
+    """The `rap` command; returns its exit status (2: bad input or environment). A command
+    line Click cannot parse (an unknown flag, a bad value) is one line too."""
+    try:  # the Click that Typer runs on (vendored by Typer since 0.2x)
+        from typer._click import exceptions as click
+    except ImportError:
+        from click import exceptions as click
     try:
-        app(args=argv, prog_name="rap")
+        code = app(args=argv, prog_name="rap", standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        exc.show()
+        return exc.exit_code
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "rap"
+        return _fail(f"{exc.format_message()} (`{command} --help` lists the options)")
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        return 1
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else int(bool(exc.code))
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def parse_command(argv: list[str]) -> tuple[list[str], dict]:
@@ -338,6 +358,23 @@ def select(params, settings: Settings) -> dict:
             finally:
                 if listener:
                     flows.rap.PROGRESS_LISTENERS.remove(listener)
+
+
+def _sweep(settings: Settings, **options) -> None:
+    from flows.sweep import sweep_command
+    sweep_command(settings, **options)
+
+
+def _sweep_signature() -> inspect.Signature:
+    from flows.sweep import signature
+    return inspect.Signature([inspect.Parameter("settings", inspect.Parameter.POSITIONAL_ONLY)]
+                             + list(signature().parameters.values()))
+
+
+_sweep.__signature__ = _sweep_signature()
+app.command("sweep", help="Select every point of a threshold grid from a stored run's facts "
+            "and print one table (no model, no Prefect, nothing written unless asked).")(
+    _guarded("sweep")(_sweep))
 
 
 def _open_range(low: float, high: float):

@@ -30,8 +30,9 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from flows.report import selection_markdown
 from flows.runners import shard_runner
 from rap_core.estimators import plan as method_plan
-from rap_core.params import (FLOW_PARAMETERS, FactKeys, RapParams, flat_params,
-                             flow_parameter_fields, inherit_base_run, params_from_flat)
+from rap_core.params import (FLOW_PARAMETERS, LEGACY_THRESHOLDS, FactKeys, RapParams,
+                             flat_params, flow_parameter_fields, inherit_base_run,
+                             legacy_columns, params_from_flat)
 from rap_core.store.lock import RunLock
 from rap_core.store.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
@@ -45,8 +46,6 @@ from tasks.store import missing_attention, missing_rollouts, write_facts
 # multimodal first: a sample none of whose multimodal rollouts is right needs no text-only ones
 PHASES = ("multimodal", "text-only", "attention")
 PHASE_FACT = {"text-only": "text", "multimodal": "mm", "attention": "attention"}
-LEGACY_THRESHOLDS = ("lambda_c", "sigma", "lambda_a", "ace_min_run", "ace_direction",
-                     "ace_score", "drm_require_positive_d")  # columns of selection_runs
 
 
 # called with (todo, done) per phase on every update; the CLI draws its bars from them
@@ -247,8 +246,7 @@ def _prepare_retune(params: RapParams, settings: Settings, _timings: dict
         get_run_logger().warning("retune ignores %s: it re-selects the base run's pool with "
                                  "its model and settings", ", ".join(ignored))
     base = _base_run(settings, params.base_run)
-    params = inherit_base_run(params, base.parameters, base.model_dump(
-        include=set(LEGACY_THRESHOLDS) | {"drm_k"}))
+    params = inherit_base_run(params, base.parameters, legacy_columns(base))
     params.base_run = base.run_id
     return params, base.fact_keys, 0, base.samples_inferred + base.samples_stored, 0.0
 

@@ -46,3 +46,7 @@ class PoolReadError(ValueError):
 
 class RunnerError(RuntimeError):
     """The Ray runner cannot be used (extra not installed, cluster unreachable)."""
+
+
+class SweepError(ValueError):
+    """A threshold grid that cannot be swept (one line: what and which flag)."""

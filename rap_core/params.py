@@ -248,6 +248,16 @@ def dotted(params: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+# thresholds that selection_runs also keeps as columns (runs of older rap kept some there only)
+LEGACY_THRESHOLDS = ("lambda_c", "sigma", "lambda_a", "ace_min_run", "ace_direction",
+                     "ace_score", "drm_require_positive_d")
+
+
+def legacy_columns(run) -> dict:
+    """A stored run's threshold columns (a SelectionRun), for inherit_base_run."""
+    return run.model_dump(include=set(LEGACY_THRESHOLDS) | {"drm_k"})
+
+
 def inherit_base_run(params: RapParams, base: dict, columns: dict) -> RapParams:
     """A retune's whole parameters: the base run's pool, model, rollout settings and
     attention pass (the facts it re-selects), and its thresholds except those given.

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from rap_core.estimators import plan
-from rap_core.estimators.coverage import floors, largest, under_represented, with_floors
+from rap_core.estimators.coverage import (composition, floors, largest, under_represented,
+                                          with_floors)
 from rap_core.estimators.select import select_rows
 from rap_core.grading import answer_kind
 from rap_core.io.groups import column_value, resolve_group_by
@@ -95,17 +96,6 @@ def test_floor_takes_the_easiest_rows_of_groups_above_their_floor():
     assert counts == {"a": 2, "b": 2, "c": 4}
 
 
-def _coverage(decisions):
-    """The coverage view's columns, computed from decisions."""
-    n = int((decisions["state"] == "selected").sum())
-    return (decisions.group_by(pl.col("group_name").alias("group"))
-            .agg(pool_rows=pl.len(), selected_rows=(pl.col("state") == "selected").sum())
-            .with_columns(pool_share=pl.col("pool_rows") / decisions.height,
-                          selected_share=pl.col("selected_rows") / n)
-            .with_columns(ratio=pl.col("selected_share") / pl.col("pool_share"))
-            .sort("pool_rows", descending=True))
-
-
 def test_shortfall_when_a_group_has_too_few_solvable_rows():
     rows = [row(i, 1.0, 0.0) for i in range(5)] + [
         row(5, 0.0, 0.0), row(6, 0.2, 0.0), row(7, 0.0, 0.2), row(8, 0.0, 0.0),
@@ -113,10 +103,10 @@ def test_shortfall_when_a_group_has_too_few_solvable_rows():
     inputs = _grouped(rows, ["y"] * 5 + ["n"] * 5)
     out = select_rows(inputs, plan("rap"), Thresholds(drm_k=0, coverage_floor=1.0))
     assert out.filter(pl.col("reason") == "coverage_added")["sample_id"].to_list() == ["s6"]
-    table = with_floors(_coverage(out), 1.0)
+    table = with_floors(composition(out), 1.0)
     assert dict(zip(table["group"], table["floor_rows"])) == {"y": 2, "n": 2}
     assert dict(zip(table["group"], table["shortfall"])) == {"y": 0, "n": 1}
-    paper = _coverage(select_rows(inputs, plan("rap"), Thresholds(drm_k=0)))
+    paper = composition(select_rows(inputs, plan("rap"), Thresholds(drm_k=0)))
     assert under_represented(paper, 0.6) == ["n 50% of the pool -> 0% of the selection"]
     assert under_represented(table, 0.6) == ["n 50% of the pool -> 20% of the selection"]
 

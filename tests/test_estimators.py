@@ -66,6 +66,22 @@ def memory_store():
     return store
 
 
+def test_d_on_the_grid_of_its_values_is_exact(memory_store):
+    """0.8 - 0.2 is 0.6000000000000001 in floating point: D > 0.6 must still drop it, as it
+    drops 1.0 - 0.4 (both D = 0.6 at M = 5)."""
+    rows = [{"sample_id": sid, "model_key": "m", "settings_key": "s", "condition": c,
+             "rollout_index": i, "response": "", "token_ids": [], "extracted_answer": None,
+             "correct": i < k}
+            for sid, mm, text in (("x", 4, 1), ("y", 5, 2), ("z", 3, 2), ("w", 2, 1))
+            for c, k in (("mm", mm), ("text", text)) for i in range(5)]
+    memory_store.upsert("rollouts", pl.DataFrame(rows, schema_overrides={
+        "token_ids": pl.List(pl.Int32), "extracted_answer": pl.String}))
+    d = dict(memory_store.con.sql("SELECT sample_id, d FROM cde_scores").fetchall())
+    assert d == {"x": 0.6, "y": 0.6, "z": 0.2, "w": 0.2}
+    assert [sid for sid, v in sorted(d.items()) if v > 0.6] == []
+    assert [sid for sid, v in sorted(d.items()) if v > 0.2] == ["x", "y"]
+
+
 def test_cde_view_computes_d(memory_store):
     mm, text = [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]
     rows = [{"sample_id": "x", "model_key": "m", "settings_key": "s", "condition": c,

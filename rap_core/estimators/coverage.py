@@ -125,6 +125,20 @@ def keep_every_group(decisions: pl.DataFrame, th: CoverageThresholds, context: C
         detail=row.replace_strict(details, default=pl.col("detail"), return_dtype=pl.String))
 
 
+def composition(decisions: pl.DataFrame) -> pl.DataFrame:
+    """The coverage view's rows for decisions not (yet) stored, largest group first."""
+    n_selected = int((decisions["state"] == "selected").sum())
+    return (decisions.group_by(pl.col("group_name").fill_null("(none)").alias("group"))
+            .agg(pool_rows=pl.len(), selected_rows=(pl.col("state") == "selected").sum())
+            .with_columns(pool_share=pl.col("pool_rows") / decisions.height,
+                          selected_share=(pl.col("selected_rows") / n_selected)
+                          if n_selected else pl.lit(None, pl.Float64))
+            .with_columns(ratio=pl.col("selected_share") / pl.col("pool_share"))
+            .select("group", "pool_rows", "pool_share", "selected_rows", "selected_share",
+                    "ratio")
+            .sort(["pool_rows", "group"], descending=[True, False]))
+
+
 def with_floors(table: pl.DataFrame, floor: float) -> pl.DataFrame:
     """A run's coverage table (view coverage) with each group's floor and shortfall at F
     (both 0 at F = 0)."""

@@ -12,7 +12,7 @@ from rap_core.report.page import GENERATOR, compare_report, run_report
 from rap_core.settings import Settings
 from rap_core.store import open_store
 
-__all__ = ["GENERATOR", "write_report", "write_compare_report"]
+__all__ = ["GENERATOR", "write_report", "write_compare_report", "write_sweep_report"]
 
 
 def _write(html: str, out: Path, settings: Settings, force: bool, replaceable,
@@ -49,3 +49,10 @@ def write_compare_report(settings: Settings, run_a: str, run_b: str, out: Path,
         html, figures = compare_report(store, run_a, run_b, per_group, seed)
     return _write(html, Path(out).expanduser(), settings, force, None, runs=[run_a, run_b],
                   per_group=per_group, seed=seed, cards=figures["cards"])
+
+
+def write_sweep_report(settings: Settings, found, out: str | Path, force: bool = False) -> dict:
+    """Write a sweep's page (rap_core/report/sweep_page.py) to out; returns its manifest."""
+    from rap_core.report.sweep_page import sweep_page
+    return _write(sweep_page(found), Path(out).expanduser(), settings, force, None,
+                  run_id=found.run_id, points=found.table.height)

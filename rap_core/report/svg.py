@@ -123,3 +123,64 @@ def composition(rows: list[dict], group_by: str) -> str:
     return (f'<figure class="chart"><figcaption>share of the pool and of the selection, by '
             f'{escape(group_by)}</figcaption>{"".join(parts)}<div class="legend">{legend}'
             '</div></figure>')
+
+
+PALETTE = ("#5c7cba", "#2e7d32", "#c77c02", "#8e44ad", "#c62828", "#00838f", "#6d4c41",
+           "#7cb342", "#d81b60", "#455a64", "#f4511e", "#3949ab", "#9e9d24")
+
+
+def lines(xs: list[float], series: dict[str, list[float | None]], title: str, x_label: str,
+          mark: float | None = None, y_max: float | None = None) -> str:
+    """One line per series over xs (a log axis when xs span more than 100x and are all
+    positive), with a dashed line at `mark` (the run's own value)."""
+    points = [(x, y) for ys in series.values() for x, y in zip(xs, ys) if y is not None]
+    if not xs or not points:
+        return f'<figure class="chart"><figcaption>{escape(title)}: no values</figcaption></figure>'
+    log = min(xs) > 0 and max(xs) / min(xs) > 100
+    scale = (lambda v: float(np.log10(v))) if log else float
+    lo, hi = scale(min(xs)), scale(max(xs))
+    hi = hi if hi > lo else lo + 1
+    top = y_max if y_max is not None else max(y for _, y in points) or 1.0
+    width, height, pad_l, pad_b, pad_t, pad_r = 380, 190, 40, 28, 10, 10
+    plot_w, plot_h = width - pad_l - pad_r, height - pad_b - pad_t
+
+    def x(v: float) -> float:
+        return pad_l + (scale(v) - lo) / (hi - lo) * plot_w
+
+    def y(v: float) -> float:
+        return pad_t + plot_h - v / top * plot_h
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             f'role="img" aria-label="{escape(title)}">',
+             f'<line x1="{pad_l}" y1="{y(0):.1f}" x2="{width - pad_r}" y2="{y(0):.1f}" '
+             'stroke="#555"/>',
+             f'<text x="{pad_l - 4}" y="{pad_t + 8}" font-size="10" text-anchor="end">'
+             f'{f"{top:,.0f}" if top >= 10 else f"{top:.3g}"}</text>']
+    for v, anchor in ((min(xs), "start"), (max(xs), "end")):
+        parts.append(f'<text x="{x(v):.1f}" y="{height - 14}" font-size="10" '
+                     f'text-anchor="{anchor}">{v:g}</text>')
+    parts.append(f'<text x="{pad_l + plot_w / 2:.1f}" y="{height - 2}" font-size="10" '
+                 f'text-anchor="middle">{escape(x_label)}{" (log axis)" if log else ""}</text>')
+    legend = []
+    for i, (name, ys) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        kept = [(x(a), y(b)) for a, b in zip(xs, ys) if b is not None]
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py in kept)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
+                     f'stroke-width="1.8"><title>{escape(name)}</title></polyline>')
+        parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.4" fill="{color}"><title>'
+                  f'{escape(name)} at {a:g}: {b:.3g}</title></circle>'
+                  for (px, py), (a, b) in zip(kept, [(a, b) for a, b in zip(xs, ys)
+                                                     if b is not None])]
+        legend.append(f'<span class="key" style="background:{color}"></span>{escape(name)}')
+    if mark is not None and (mark > 0 or not log) and min(xs) <= mark <= max(xs):
+        at = x(mark)
+        right = at > pad_l + plot_w / 2  # the label on the side with room
+        parts.append(f'<line x1="{at:.1f}" y1="{pad_t}" x2="{at:.1f}" y2="{y(0):.1f}" '
+                     f'stroke="{LINE}" stroke-dasharray="4 3" stroke-width="1.5"/>'
+                     f'<text x="{at - 3 if right else at + 3:.1f}" y="{pad_t + 10}" '
+                     f'font-size="10" text-anchor="{"end" if right else "start"}" '
+                     f'fill="{LINE}">the run: {mark:g}</text>')
+    parts.append("</svg>")
+    return (f'<figure class="chart"><figcaption>{escape(title)}</figcaption>{"".join(parts)}'
+            f'<div class="legend">{" ".join(legend)}</div></figure>')

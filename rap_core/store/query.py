@@ -99,13 +99,14 @@ class _JsonWriter:
 
 
 def write_result(con: duckdb.DuckDBPyConnection, text: str, out: Path, data_dir: Path,
-                 force: bool = False) -> dict:
+                 force: bool = False, kind: str = "query", what: str = "a query result",
+                 **fields) -> dict:
     """The whole result as out (.csv, .parquet, .json or .jsonl), streamed in batches, with a
-    manifest; returns the manifest."""
+    manifest (kind, the rows, the statement and `fields`); returns the manifest."""
     out = Path(out).expanduser()
     if out.suffix.lower() not in RESULT_SUFFIXES:
         raise OutputError(f"--out {out}: write the result as {', '.join(RESULT_SUFFIXES)}")
-    target = claim(out, "query", data_dir, force=force, what="a query result")
+    target = claim(out, kind, data_dir, force=force, what=what)
     reader = relation(con, text).to_arrow_reader(batch_size=65536)
     rows = 0
     with writing(target):
@@ -118,4 +119,4 @@ def write_result(con: duckdb.DuckDBPyConnection, text: str, out: Path, data_dir:
         finally:
             writer.close()
         files = [target.place(tmp, target.out)]
-        return finish(target, manifest_record(target, files, rows=rows, sql=text))
+        return finish(target, manifest_record(target, files, rows=rows, sql=text, **fields))
