@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python bench/settled_rollouts.py
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/report_size.py
+	$(BIN)/python bench/sweep.py
 
 # On a GPU machine, in an environment with rap on a CUDA torch (README "Performance")
 gpu-check:

@@ -121,9 +121,11 @@ def funnel_of(decisions: pl.DataFrame, method_plan, th: Thresholds) -> dict:
     for r in method_plan.rebalancers:
         if r is method_plan.rebalancer or r.active(th):
             steps[f"after_{r.name}"] = selected
-    rebalanced = method_plan.rebalancer.name if method_plan.rebalancer else None
-    readmitted = decisions.filter((pl.col("state") == "selected") & (pl.col("stage") == rebalanced)
-                                  & (passed.list.len() < len(method_plan.stages))).height
+    readmitted = 0
+    if method_plan.rebalancer:  # selected by the rebalancer after a filter had dropped it
+        readmitted = decisions.filter(
+            (pl.col("state") == "selected") & (pl.col("stage") == method_plan.rebalancer.name)
+            & (passed.list.len() < len(method_plan.stages))).height
     return {"pool_rows": decisions.height, **steps, "selected": selected,
             "readmitted": readmitted, "errors": int((decisions["state"] == "error").sum())}
 

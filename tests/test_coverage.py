@@ -229,9 +229,10 @@ def test_select_groups_a_verl_pool(verl_pool, tiny_model_dir, settings):
             "--max-new-tokens", "4", "--no-track", "--no-export"]
     assert "groups by data_source" in summary_of(base + ["--group-by", "data_source"],
                                                  settings)
-    assert refused(base + ["--group-by", "subject"]) == [f"rap: error: --group-by subject: no row of {verl_pool} has a column "
-                   "'subject' with a text or number value (a dotted name reads inside a "
-                   "struct, e.g. extra_info.split; derived: answer_kind)"]
+    assert refused(base + ["--group-by", "subject"]) == [
+        f"rap: error: --group-by subject: no row of {verl_pool} has a column "
+        "'subject' with a text or number value (a dotted name reads inside a "
+        "struct, e.g. extra_info.split; derived: answer_kind)"]
     assert "groups by answer_kind" in summary_of(
         ["retune", "--group-by", "answer_kind", "--no-track", "--no-export"], settings)
     err = refused(["retune", "--group-by", "subject"])

@@ -171,9 +171,8 @@ def groups_html(cards: pl.DataFrame, counts: dict[str, int], key=group_key,
     return "".join(sections)
 
 
-def page(title: str, header: str, counts: dict[str, int], sections: str) -> str:
-    options = "".join(f'<option value="{escape(k)}">{escape(k)} ({n:,})</option>'
-                      for k, n in counts.items())
+def document(title: str, body: str) -> str:
+    """A whole self-contained page: the report style, the title, then body."""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="generator" content="{GENERATOR}">
@@ -181,16 +180,22 @@ def page(title: str, header: str, counts: dict[str, int], sections: str) -> str:
 <title>{escape(title)}</title>
 <style>{STYLE}</style></head>
 <body><h1>{escape(title)}</h1>
-{header}
+{body}
+</body></html>
+"""
+
+
+def page(title: str, header: str, counts: dict[str, int], sections: str) -> str:
+    options = "".join(f'<option value="{escape(k)}">{escape(k)} ({n:,})</option>'
+                      for k, n in counts.items())
+    return document(title, f"""{header}
 <h2>Samples</h2>
 <div class="filters">
 <input id="filter" type="search" placeholder="filter by question, answer or reason">
 <select id="reason"><option value="">every reason</option>{options}</select>
 <span><b id="count">0</b> cards shown</span></div>
 {sections}
-<script>{SCRIPT}</script>
-</body></html>
-"""
+<script>{SCRIPT}</script>""")
 
 
 def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) -> tuple[str, dict]:
@@ -226,7 +231,8 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
                   for k, v in funnel.items() if k.startswith("readmitted_from_"))
         + f'</p></div><div><h2>Every row, by outcome</h2>'
         f'{_table(reasons.to_dicts(), ["state", "stage", "reason", "readmitted_from", "n"])}'
-        f'</div></div>{composition(run, coverage)}<h2>Distributions</h2><div class="charts">{distributions(run, scores)}'
+        f'</div></div>{composition(run, coverage)}<h2>Distributions</h2>'
+        f'<div class="charts">{distributions(run, scores)}'
         f'</div><details><summary>Parameters and keys</summary>'
         f'{_table(parameter_rows, ["name", "value"])}'
         f'</details>')
@@ -292,7 +298,8 @@ th{background:#f0f2f6}details{margin:16px 0}summary{cursor:pointer;font-weight:6
 .resp{font-size:12.5px;margin:3px 0;padding:3px 6px;border-radius:4px;background:#f4f6f8}
 .resp.ok{border-left:3px solid #2e7d32}.resp.bad{border-left:3px solid #c62828}
 .resp.none{color:#889}.tag{font-weight:600;font-size:11.5px;color:#445}
-.detail{font-size:12px;color:#445;margin-top:4px}.warn{color:#a04000;font-weight:600}.meta{font-size:11px;color:#889;margin-top:4px}
+.detail{font-size:12px;color:#445;margin-top:4px}.warn{color:#a04000;font-weight:600}
+.meta{font-size:11px;color:#889;margin-top:4px}
 """
 
 SCRIPT = """

@@ -11,7 +11,7 @@ from html import escape
 import polars as pl
 
 from rap_core.report import svg
-from rap_core.report.page import GENERATOR, STYLE, _table
+from rap_core.report.page import _table, document
 from rap_core.sweep import Sweep
 
 
@@ -65,17 +65,8 @@ def sweep_page(found: Sweep) -> str:
     title = f"rap sweep — run {found.run_id}"
     notes = "".join(f'<p class="warn">missing facts at some points: {escape(n)}</p>'
                     for n in found.notes)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="generator" content="{GENERATOR}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title>
-<style>{STYLE}</style></head>
-<body><h1>{escape(title)}</h1>
-<p class="lead">{table.height} points selected from the stored facts of run
-<b>{escape(found.run_id)}</b> (nothing written to the store); swept {escape(values)}. The
-dashed line is the run's own value.</p>{notes}
+    return document(title, f"""<p class="lead">{table.height} points selected from the
+stored facts of run <b>{escape(found.run_id)}</b> (nothing written to the store); swept
+{escape(values)}. The dashed line is the run's own value.</p>{notes}
 {"".join(curves(found, n) for n in found.swept)}
-<h2>Every point</h2>{_table(table.select(shown).to_dicts(), shown)}
-</body></html>
-"""
+<h2>Every point</h2>{_table(table.select(shown).to_dicts(), shown)}""")
