@@ -248,8 +248,10 @@ def _checked(command: str, settings: Settings, body, reads_store: bool = True) -
         if command in READING_COMMANDS and reads_store:
             check_store(settings, write=False)  # whole, and of this rap's schema
         return body() or 0
-    except (ValidationError, PoolReadError, StoreError, OutputError, QueryRefused,
-            SweepError) as exc:
+    except ValidationError as exc:
+        from rap_core.params import explain
+        return _fail(explain(exc))
+    except (PoolReadError, StoreError, OutputError, QueryRefused, SweepError) as exc:
         return _fail(exc)
     except Exception as exc:
         return _known_failure(exc, settings)
@@ -273,6 +275,9 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
     if isinstance(exc, (duckdb.Error, ModelLoadError, ServerError, RunnerError,
                         EngineConfigError)):
         return _fail(exc)
+    from prefect.exceptions import FailedRun
+    if isinstance(exc, FailedRun):  # the flow refused its input: its state's message
+        return _fail(exc)
     if isinstance(exc, OSError) and exc.filename:
         return _fail(f"{exc.strerror or exc}: {exc.filename}")
     raise exc
@@ -292,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "rap"
-        return _fail(f"{exc.format_message()} (`{command} --help` lists the options)")
+        message = exc.format_message().replace("Value error, ", "")
+        return _fail(f"{message} (`{command} --help` lists the options)")
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -342,11 +348,11 @@ def select(params, settings: Settings) -> dict:
     """select / retune: the run lock and the store are checked before Prefect starts (a
     second run, a damaged store or a store from a newer rap stop here, at once)."""
     from rap_core.store.lock import RunLock
-    from rap_core.estimators.stored import check_group_by
+    from rap_core.inputs import check_inputs
     from rap_core.store.preflight import check_store
     with RunLock(settings.data_dir, params.wait_for_lock, _say, hand_down=True):
         check_store(settings, write=True)
-        check_group_by(params, settings.duckdb_path)
+        check_inputs(params, settings.duckdb_path)
         import flows.rap
         from flows.terminal import PhaseBars, terminal_progress
         with terminal_progress() as progress:

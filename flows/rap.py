@@ -26,13 +26,17 @@ import polars as pl
 from prefect import flow, get_run_logger
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
                                update_progress_artifact)
+from prefect.states import Failed
+from pydantic import ValidationError
 
 from flows.report import selection_markdown
 from flows.runners import shard_runner
 from rap_core.estimators import plan as method_plan
 from rap_core.params import (FLOW_PARAMETERS, LEGACY_THRESHOLDS, FactKeys, RapParams,
                              flat_params, flow_parameter_fields, inherit_base_run,
-                             legacy_columns, params_from_flat)
+                             explain, legacy_columns, params_from_flat)
+from rap_core.errors import ModelLoadError, PoolReadError, StoreError
+from rap_core.inputs import check_inputs
 from rap_core.store.lock import RunLock
 from rap_core.store.preflight import check_store, prepare_data_dir
 from rap_core.settings import Settings
@@ -48,6 +52,7 @@ PHASES = ("multimodal", "text-only", "attention")
 PHASE_FACT = {"text-only": "text", "multimodal": "mm", "attention": "attention"}
 
 
+USER_ERRORS = (ValidationError, PoolReadError, ModelLoadError, StoreError)
 # called with (todo, done) per phase on every update; the CLI draws its bars from them
 PROGRESS_LISTENERS: list[Callable[[dict[str, int], dict[str, int]], None]] = []
 
@@ -133,9 +138,10 @@ def _infer_missing(params: RapParams, settings: Settings, keys: FactKeys, model,
     where = dict(settings=settings, pool_id=keys.pool_id, model_key=keys.model_key,
                  settings_key=keys.settings_key)
     attention = dict(ace_key=keys.ace_key, response_choice=params.ace.response, **where)
+    every_text = all_text_rollouts(params)
     plans = {"multimodal": lambda: missing_rollouts(condition="mm", **where),
-             "text-only": lambda: missing_rollouts(condition="text",
-                                                   all_rollouts=params.all_rollouts, **where),
+             "text-only": lambda: missing_rollouts(condition="text", all_rollouts=every_text,
+                                                   **where),
              "attention": lambda: missing_attention(**attention)}
     # only the facts the method's estimators need (pass_band: multimodal rollouts alone)
     needs = method_plan(params.method).needs
@@ -184,7 +190,7 @@ def _infer_phases(params, settings, keys, model, timings, first, plans, progress
                            runner, **options)
         timings[name] = {"seconds": round(time.perf_counter() - start, 3),
                          **{k: round(v, 3) for k, v in spent.items()}}
-    if "text-only" in plans and not params.all_rollouts:
+    if "text-only" in plans and not all_text_rollouts(params):
         skipped = _skipped_text(settings, keys)
         timings["text-only"] = {**timings.get("text-only", {}), "skipped_samples": skipped}
         if skipped:
@@ -192,6 +198,13 @@ def _infer_phases(params, settings, keys, model, timings, first, plans, progress
                                   "right, so no text-only rollout can change their decision; "
                                   "--all-rollouts runs them)", skipped)
     return inferred
+
+
+def all_text_rollouts(params: RapParams) -> bool:
+    """Whether every sample gets its text-only rollouts: asked for, or needed by a filter at
+    this run's thresholds (CDE at lambda_c < 0 cannot drop a never-right sample unseen)."""
+    return params.all_rollouts or "text" in method_plan(params.method).needs_skipped(
+        params.thresholds)
 
 
 def _skipped_text(settings: Settings, keys: FactKeys) -> int:
@@ -319,8 +332,18 @@ def _label_flow_run(params: RapParams, run: SelectionRun, n_rows: int) -> None:
         client.update_flow_run(flow_run.id, name=name, tags=sorted(tags))
 
 
-def _rap(**parameters) -> dict:
-    return run_rap(params_from_flat(parameters))
+def _rap(**parameters):
+    """The flow's body; a mistake in its input (parameters, pool, model, group column, a
+    store or data folder it cannot use) fails the run with one line as its state's message,
+    logged as such, not a traceback."""
+    try:
+        params = params_from_flat(parameters)
+        check_inputs(params)  # the group column: at ingest, or resolve-groups for a retune
+        return run_rap(params)
+    except USER_ERRORS as exc:
+        message = explain(exc) if isinstance(exc, ValidationError) else str(exc)
+        get_run_logger().error("rap: error: %s", message)
+        return Failed(message=message)
 
 
 def _flat_signature() -> inspect.Signature:

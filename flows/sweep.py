@@ -89,14 +89,17 @@ def write_table(settings: Settings, found, out: str, force: bool) -> str:
 
 
 def record_points(settings: Settings, found) -> None:
-    """Each point as a `rap retune` run (a Prefect run, an MLflow run, a stored selection)."""
-    from flows.cli import format_summary, select
+    """Each point as a `rap retune` run (a Prefect run, an MLflow run, a stored selection;
+    the flow takes the run lock itself)."""
+    from flows.rap import run_flow
     from rap_core.params import RapParams, Thresholds
     for r in found.table.iter_rows(named=True):
         th = Thresholds.model_validate({n: r[n] for n in found.swept})
-        params = RapParams(mode="retune", base_run=found.run_id, method=r["method"],
-                           thresholds=th, export=False)
-        print(format_summary(select(params, settings), settings).splitlines()[0])
+        summary = run_flow(RapParams(mode="retune", base_run=found.run_id, method=r["method"],
+                                     thresholds=th, export=False))
+        values = ", ".join(f"{n}={_value(r[n])}" for n in found.swept)
+        print(f"recorded retune run {summary['run_id']} ({r['method']}, {values}): "
+              f"{summary['funnel']['selected']} selected")
 
 
 def signature() -> inspect.Signature:

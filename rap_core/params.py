@@ -144,8 +144,9 @@ class RapParams(BaseModel):
     runner: RunnerSpec = RunnerSpec()
     all_rollouts: bool = Field(False, description="Also run the text-only rollouts of samples "
                                "none of whose multimodal rollouts is right (they cannot pass "
-                               "CDE at lambda_c >= 0 nor be DRM replacements); needed to "
-                               "retune with lambda_c < 0")
+                               "CDE at lambda_c >= 0 nor be DRM replacements); a select at "
+                               "lambda_c < 0 runs them anyway; needed to retune later with "
+                               "lambda_c < 0")
     shard_size: int = Field(256, ge=1, description="Samples per inference task")
     batch_size: int = Field(8, ge=1, description="Samples per forward/generate call")
     export: bool = Field(True, description="Write the selected subset as EasyR1 Parquet")
@@ -273,3 +274,29 @@ def inherit_base_run(params: RapParams, base: dict, columns: dict) -> RapParams:
         except (KeyError, TypeError, ValueError):  # a run of an older rap: keep the defaults
             pass
     return params.model_copy(update=update)
+
+
+_BOUNDS = (("greater than or equal to", "must be at least"),
+           ("less than or equal to", "must be at most"),
+           ("greater than", "must be more than"), ("less than", "must be less than"))
+
+
+def explain(exc) -> str:
+    """A pydantic ValidationError of the run's parameters as one line naming the flag:
+    `--m must be at least 1 (got 0)`."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error.get("loc", ()))
+    by_field = {(group, field): name for name, (group, field) in FLOW_PARAMETERS.items()}
+    name = (by_field.get(loc[:2]) or by_field.get((None, loc[0])) if len(loc) >= 1 else None)
+    message = error["msg"].removeprefix("Value error, ")
+    if not name:  # a check across fields: its message names them
+        return message
+    for said, plain in _BOUNDS:
+        if message.startswith(f"Input should be {said} "):
+            message = f"{plain} {message.removeprefix(f'Input should be {said} ')}"
+            break
+    else:
+        message = f"{message[0].lower()}{message[1:]}"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    return f"--{name.replace('_', '-')} {message}{shown}"

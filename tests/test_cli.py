@@ -127,3 +127,51 @@ def test_runner_flags_and_the_missing_ray_extra(monkeypatch, capsys):
     with pytest.raises(RunnerError, match=r"pip install '\.\[ray\]'"):
         with ray_task_runner(RunnerSpec(kind="ray")):
             pass
+
+
+def _refused(argv: list[str]) -> list[str]:
+    import contextlib
+    import io
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(argv) == 2
+    return err.getvalue().strip().splitlines()
+
+
+def test_bounds_and_unparsable_lines_are_one_line_naming_the_flag():
+    assert _refused(["select", "--m", "0"]) == ["rap: error: --m must be at least 1 (got 0)"]
+    assert _refused(["retune", "--lambda-a", "0"]) == [
+        "rap: error: --lambda-a must be more than 0 (got 0.0)"]
+    assert _refused(["select", "--engine", "openai"]) == [
+        "rap: error: engine openai needs engine_url (the server's base URL, e.g. "
+        "http://127.0.0.1:8000/v1)"]
+    assert _refused(["select", "--format", "nope"]) == [
+        "rap: error: Invalid value for '--format': 'nope' is not one of 'auto', 'easyr1', "
+        "'mmeureka', 'openrlhf', 'verl', 'hf'. (`rap select --help` lists the options)"]
+    assert _refused(["select", "--no-such-flag"]) == [
+        "rap: error: No such option: --no-such-flag (`rap select --help` lists the options)"]
+
+
+def test_a_missing_pool_or_model_is_one_line_before_prefect_starts(tmp_path):
+    """Checked by the command line itself: no Prefect, no model stack, no traceback."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "empty_model").mkdir()
+    code = ("import sys; import flows.cli\n"
+            "for argv in (['select', '--data', '/nonexistent.jsonl'],\n"
+            "             ['select', '--data', 'builtin:nope'],\n"
+            f"             ['select', '--model', {str(tmp_path / 'empty_model')!r}],\n"
+            "             ['select', '--model', 'builtin:nope']):\n"
+            "    assert flows.cli.main(argv) == 2, argv\n"
+            "print(sorted(m for m in ('prefect', 'torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env=dict(os.environ, RAP_DATA_DIR=str(tmp_path / "d")))
+    assert done.stdout.strip() == "[]"
+    assert done.stderr.strip().splitlines() == [
+        "rap: error: pool not found: /nonexistent.jsonl",
+        "rap: error: unknown builtin pool 'builtin:nope' (rap has builtin:easy-vqa)",
+        f"rap: error: {tmp_path / 'empty_model'}: no config.json; --model must be a local "
+        "transformers checkpoint folder",
+        "rap: error: unknown builtin model 'builtin:nope' (rap has builtin:easy-vqa-vlm and "
+        "builtin:tiny-qwen2-vl)"]

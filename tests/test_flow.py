@@ -133,6 +133,28 @@ def test_settled_samples_get_no_text_only_rollouts_and_decide_the_same(settings,
     assert not [r for r in again["reasons"] if r["state"] == "error"]
 
 
+def test_a_select_plans_the_rollouts_its_thresholds_need(settings, tmp_path, monkeypatch):
+    """At lambda_c < 0 CDE cannot drop a never-right sample without its text-only rollouts:
+    a select runs them (no missing facts) and decides as one with --all-rollouts does."""
+    six = scripted_easy_vqa(tmp_path, SIX)
+    negative = Thresholds(lambda_c=-1.0)
+    planned = run(data=DataSpec(limit=6), model=six, rollout=SMALL, thresholds=negative,
+                  track=False, export=False)
+    assert not [r for r in planned["reasons"] if r["reason"] == "missing_facts"]
+    assert "skipped_samples" not in planned["inference_phases"]["text-only"]
+    assert count(settings, "SELECT count(*) FROM rollouts WHERE condition = 'text'") == 6 * 2
+    decided = ("SELECT sample_id, state, stage, reason FROM decisions WHERE run_id = $r "
+               "ORDER BY sample_id")
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        lean = store.con.execute(decided, {"r": planned["run_id"]}).fetchall()
+    monkeypatch.setenv("RAP_DATA_DIR", str(tmp_path / "all_rollouts"))
+    from rap_core.settings import Settings
+    full = run(data=DataSpec(limit=6), model=six, rollout=SMALL, thresholds=negative,
+               all_rollouts=True, track=False, export=False)
+    with open_store(Settings.from_env().duckdb_path, read_only=True) as store:
+        assert store.con.execute(decided, {"r": full["run_id"]}).fetchall() == lean
+
+
 def test_rerun_infers_nothing_and_never_loads_the_model(settings, tmp_path):
     six = scripted_easy_vqa(tmp_path, SIX)
     first = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False)

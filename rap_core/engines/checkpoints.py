@@ -31,7 +31,10 @@ def model_family(model_dir: Path) -> str:
     if not config_path.is_file():
         raise ModelLoadError(f"{model_dir}: no config.json; --model must be a local "
                              "transformers checkpoint folder")
-    model_type = json.loads(config_path.read_text()).get("model_type", "")
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type", "")
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise ModelLoadError(f"{config_path}: not a JSON object ({exc})") from None
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelLoadError(f"{model_dir}: model_type {model_type!r} is not supported "
                              f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})")

@@ -151,6 +151,13 @@ class Plan:
                 out.setdefault(column, []).extend(marks)
         return out
 
+    def needs_skipped(self, values: BaseModel | dict) -> set[str]:
+        """The facts (of FACTS) that some filter cannot do without at these thresholds where
+        they would be skipped on purpose: a select must infer them for every row."""
+        return {need for f in self.filters for need in f.needs
+                if FACT_INPUTS[need].skipped is not None
+                and not f.judges_skipped(thresholds_for(f.thresholds, values))}
+
     @property
     def steps(self) -> list[str]:
         """The funnel after ingest: one step per filter, one for the rebalancer."""
