@@ -155,6 +155,19 @@ def test_a_select_plans_the_rollouts_its_thresholds_need(settings, tmp_path, mon
         assert store.con.execute(decided, {"r": full["run_id"]}).fetchall() == lean
 
 
+def test_a_bad_input_fails_the_flow_run_with_its_one_line(settings, caplog):
+    """As a deployment run meets it: the run's state says why, the log has no traceback."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import FailedRun
+    with pytest.raises(FailedRun, match="^pool not found: /nonexistent.jsonl$"):
+        run(data=DataSpec(path="/nonexistent.jsonl"), track=False)
+    assert "rap: error: pool not found: /nonexistent.jsonl" in caplog.text
+    assert "Traceback" not in caplog.text
+    with get_client(sync_client=True) as client:
+        failed = [r for r in client.read_flow_runs() if r.state and r.state.is_failed()]
+    assert any(r.state.message == "pool not found: /nonexistent.jsonl" for r in failed)
+
+
 def test_rerun_infers_nothing_and_never_loads_the_model(settings, tmp_path):
     six = scripted_easy_vqa(tmp_path, SIX)
     first = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False)
