@@ -21,7 +21,8 @@ import polars as pl
 
 from rap_core.demo.model import (Recipe, greedy_accuracy, new_model, save_model,
                                  training_examples, vision_targets)
-from rap_core.demo.easy_vqa import Question, image_facts, load_split, response
+from rap_core.demo.easy_vqa import (Question, image_facts, load_split, prior_balanced,
+                                    response)
 from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
 from rap_core.settings import Settings
 from rap_core.store import open_store
@@ -48,19 +49,29 @@ class Split:
     base: list[Question]
     pool: list[Question]
     test: list[Question]
+    calibration: list[Question] = ()  # train split, outside base and pool (budget tuning)
+    balanced: list[Question] = ()  # test split, outside `test`, yes/no prior-balanced
 
 
-def split_questions(seed: int, base: int, pool: int, test: int) -> Split:
-    """Base questions and a pool disjoint from them (both from the train split), and the
-    test questions (the test split: other images, other questions), drawn by seed."""
+def split_questions(seed: int, base: int, pool: int, test: int, calibration: int = 0,
+                    balanced: int = 0) -> Split:
+    """Base questions, a pool and calibration questions, disjoint (the train split), and the
+    test questions (the test split: other images, other questions), drawn by seed; with
+    `balanced`, that many other test-split questions made prior-balanced (easy_vqa.
+    prior_balanced: fewer remain, the yes/no majority of each wording class is cut)."""
     train_q = load_split("train")
     order = np.random.default_rng(seed).permutation(len(train_q))
     test_all = load_split("test")
     picked = np.random.default_rng(1000 + seed).choice(
         len(test_all), size=min(test, len(test_all)), replace=False)
+    rest = np.setdiff1d(np.arange(len(test_all)), picked)
+    other = np.random.default_rng(2000 + seed).choice(
+        rest, size=min(balanced, len(rest)), replace=False)
     return Split([train_q[i] for i in order[:base]],
                  [train_q[i] for i in order[base:base + pool]],
-                 [test_all[i] for i in sorted(picked)])
+                 [test_all[i] for i in sorted(picked)],
+                 [train_q[i] for i in order[base + pool:base + pool + calibration]],
+                 prior_balanced([test_all[i] for i in sorted(other)], seed))
 
 
 def train_base_model(questions: list[Question], seed: int, vision_steps: int, steps: int,

@@ -12,6 +12,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
+
 from rap_core.io.spec import COLORS, QUESTION_TYPES, SHAPES, question_type  # noqa: F401
 
 _NEGATION = re.compile(r"\b(not|no)\b")
@@ -33,6 +35,35 @@ class Question:
     @property
     def qtype(self) -> str:
         return question_type(self.answer)
+
+
+def negated(q: Question) -> bool:
+    """Whether a question's wording carries a negation ("not", "no")."""
+    return bool(_NEGATION.search(q.question))
+
+
+def wording_guess(q: Question) -> str:
+    """The answer easy-VQA's wording predicts for a yes/no question without the image: "yes"
+    with a negation, else "no" (right 82% of the time on the train split)."""
+    return "yes" if negated(q) else "no"
+
+
+def prior_balanced(questions: list[Question], seed: int) -> list[Question]:
+    """The questions with their yes/no ones resampled so that, among those with a negation
+    and among those without, yes and no are equally frequent (the wording alone then scores
+    50%); colour and shape questions are kept. Order: as given."""
+    rng = np.random.default_rng(seed)
+    cells: dict[tuple[bool, str], list[int]] = defaultdict(list)
+    for i, q in enumerate(questions):
+        if q.qtype == "yes/no":
+            cells[(negated(q), q.answer)].append(i)
+    keep = {i for i, q in enumerate(questions) if q.qtype != "yes/no"}
+    for wording in (True, False):
+        yes, no = cells[(wording, "yes")], cells[(wording, "no")]
+        n = min(len(yes), len(no))
+        for cell in (yes, no):
+            keep.update(int(i) for i in rng.choice(cell, size=n, replace=False))
+    return [q for i, q in enumerate(questions) if i in keep]
 
 
 def _asked(question: str) -> str | None:
