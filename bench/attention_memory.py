@@ -26,7 +26,7 @@ MEDIUM_TEXT = dict(hidden_size=512, intermediate_size=1376, num_attention_heads=
 def batch_items(engine, n: int, response_len: int, images_dir: Path):
     import numpy as np
 
-    from rap_core.engines.base import PromptItem
+    from rap.rap_core.engines.base import PromptItem
     tokenizer = engine.tokenizer
     plain_ids = [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids
                  and i not in engine.vision_tokens]
@@ -52,7 +52,7 @@ def measure(engine, device: str, run, repeats: int = 3) -> tuple[float, float]:
 def variants(engine, items):
     import torch
 
-    from rap_core.engines.attention import NAME
+    from rap.rap_core.engines.attention import NAME
     model = engine.model
 
     def forward(implementation: str, **kwargs):

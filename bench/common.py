@@ -44,9 +44,9 @@ def _cell(v) -> str:
 def model_path(name: str, work: Path) -> str:
     """builtin:easy-vqa-vlm (trained demo model, trained once into ./rap_data/models if
     missing) or a folder; work holds the MLflow record of a training."""
-    from rap_core.models import resolve_model
-    from rap_core.params import ModelSpec
-    from rap_core.settings import Settings
+    from rap.rap_core.models import resolve_model
+    from rap.rap_core.params import ModelSpec
+    from rap.rap_core.settings import Settings
     settings = Settings(data_dir=Path("rap_data").resolve(),
                         mlflow_tracking_uri=f"sqlite:///{work / 'm.db'}")
     return resolve_model(ModelSpec(path=name), settings, log=print).path
@@ -57,17 +57,17 @@ def flow_bench(name: str, work: Path):
     under work), the model resolved and loaded once, outside any timing. (run_flow, path,
     engine)"""
     os.environ["RAP_DATA_DIR"] = str(work / "store0")
-    from rap_core.settings import Settings, configure_process_env
+    from rap.rap_core.settings import Settings, configure_process_env
     configure_process_env(Settings.from_env().data_dir)
-    from flows.rap import run_flow
-    from rap_core.engines.base import load_engine
+    from rap.flows.rap import run_flow
+    from rap.rap_core.engines.base import load_engine
     path = model_path(name, work)
     return run_flow, path, load_engine(path, "cpu", "float32", None)
 
 
 def easy_vqa_samples(n: int, images_dir: Path):
-    from rap_core.params import DataSpec
-    from rap_core.io.readers import read_pool
+    from rap.rap_core.params import DataSpec
+    from rap.rap_core.io.readers import read_pool
     return read_pool(DataSpec(limit=n), images_dir).samples
 
 
@@ -88,9 +88,9 @@ def random_engine(text: dict, vision: dict | None = None, dtype: str = "float32"
     the engine's attention (nothing downloaded, nothing written)."""
     import torch
 
-    from rap_core.engines.attention import NAME
-    from rap_core.engines.hf import HFEngine
-    from rap_core.demo.tiny_model import build_model, build_processor
+    from rap.rap_core.engines.attention import NAME
+    from rap.rap_core.engines.hf import HFEngine
+    from rap.rap_core.demo.tiny_model import build_model, build_processor
     processor = build_processor("qwen2_vl")
     processor.tokenizer.padding_side = "left"
     vision = {"hidden_size": text["hidden_size"], **(vision or {})}  # merger -> text width

@@ -31,8 +31,8 @@ def main() -> None:
     parser.add_argument("--retokenise-n", type=int, default=300)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rap-bench-"))
-    from rap_core.engines.base import PromptItem, load_engine
-    from rap_core.params import EngineConfig, RolloutSettings
+    from rap.rap_core.engines.base import PromptItem, load_engine
+    from rap.rap_core.params import EngineConfig, RolloutSettings
     path = model_path(args.model, work)
     local = load_engine(path, "cpu", "float32", None)
     samples = easy_vqa_samples(max(args.n, args.retokenise_n), work / "images")
@@ -57,7 +57,7 @@ def main() -> None:
     rows = [measure(local, "transformers, batch 8", 8)]
     os.environ.setdefault("RAP_SERVER_THREADS", str(os.cpu_count()))
     from servers import transformers_serve
-    from rap_core.engines.openai_api import OpenAIEngine
+    from rap.rap_core.engines.openai_api import OpenAIEngine
     with transformers_serve(Path(path), work / "server") as server:
         for concurrency in args.concurrency:
             engine = OpenAIEngine(EngineConfig("openai", server.url, None, concurrency, 600.0),
@@ -80,7 +80,7 @@ def retokenisation(name: str, local, items, rollout) -> None:
     """Generated ids against the local tokenizer's ids for the decoded text."""
     import numpy as np
 
-    from rap_core.engines.base import PromptItem
+    from rap.rap_core.engines.base import PromptItem
     tokenizer = local.tokenizer
     out = []
     for i in range(0, len(items), 8):
@@ -118,7 +118,7 @@ def psi_log(sums) -> float | None:
     """sql/macros/psi_log.sql at the default thresholds."""
     import math
 
-    from rap_core.params import Thresholds
+    from rap.rap_core.params import Thresholds
     th = Thresholds()
     n = len(sums)
     runs = [(n - j) * math.log(th.sigma) + sums[j] for j in range(n) if n - j >= th.ace_min_run]

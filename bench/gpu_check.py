@@ -71,9 +71,9 @@ def build(shapes: str, device: str, dtype: str):
     host memory), with rap's processor and the engine's attention."""
     import torch
 
-    from rap_core.demo.tiny_model import build_model, build_processor
-    from rap_core.engines.attention import NAME
-    from rap_core.engines.hf import HFEngine
+    from rap.rap_core.demo.tiny_model import build_model, build_processor
+    from rap.rap_core.engines.attention import NAME
+    from rap.rap_core.engines.hf import HFEngine
     text, vision = SHAPES[shapes]
     processor = build_processor("qwen2_5_vl")
     processor.tokenizer.padding_side = "left"
@@ -109,8 +109,8 @@ def main() -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device: run with --device cpu --shapes small to check the script")
         return 2
-    from rap_core.engines.base import PromptItem
-    from rap_core.params import RolloutSettings
+    from rap.rap_core.engines.base import PromptItem
+    from rap.rap_core.params import RolloutSettings
     state: dict = {}
 
     @step("build")
@@ -167,7 +167,7 @@ def main() -> int:
     def _():
         folder = work / "random-qwen2.5-vl"
         if not (folder / "config.json").exists():
-            from rap_core.engines.checkpoints import write_stock_processor_files
+            from rap.rap_core.engines.checkpoints import write_stock_processor_files
             state["engine"].model.save_pretrained(folder)
             state["processor"].save_pretrained(folder)
             write_stock_processor_files(folder)  # vLLM loads it with AutoProcessor
@@ -180,12 +180,12 @@ def main() -> int:
 
     def flow(engine_kind: str):
         os.environ["RAP_DATA_DIR"] = str(work / f"data-{engine_kind}")
-        from rap_core.settings import Settings, configure_process_env
-        from rap_core.store.preflight import prepare_data_dir
+        from rap.rap_core.settings import Settings, configure_process_env
+        from rap.rap_core.store.preflight import prepare_data_dir
         prepare_data_dir(Settings.from_env())  # Prefect's home lies in the data folder
         configure_process_env(Settings.from_env().data_dir)
-        from flows.rap import run_flow
-        from rap_core.params import DataSpec, ModelSpec, RapParams
+        from rap.flows.rap import run_flow
+        from rap.rap_core.params import DataSpec, ModelSpec, RapParams
         params = RapParams(
             data=DataSpec(limit=args.flow_n),
             model=ModelSpec(path=str(state["folder"]), device=args.device, dtype=args.dtype,
@@ -213,7 +213,7 @@ def main() -> int:
             print(f"skipped: vLLM does not import here ({type(exc).__name__}: {exc})")
             return
         print(f"vLLM {vllm.__version__}")
-        from rap_core.engines import base as engine_mod
+        from rap.rap_core.engines import base as engine_mod
         engine_mod.load_engine.cache_clear()
         flow("vllm")
 

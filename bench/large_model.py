@@ -37,8 +37,8 @@ def main() -> None:
         cpu_exact_malloc()
     import transformers
 
-    from rap_core.engines.base import PromptItem
-    from rap_core.params import RolloutSettings
+    from rap.rap_core.engines.base import PromptItem
+    from rap.rap_core.params import RolloutSettings
     transformers.logging.set_verbosity_error()
     start = time.perf_counter()
     engine = random_engine(QWEN2_VL_2B_TEXT, QWEN2_VL_2B_VISION, args.dtype, args.device)

@@ -20,7 +20,7 @@ def bare_loop(engine, samples, params) -> dict:
     """The flow's engine calls, in the same shards and batches, and nothing else."""
     import polars as pl
 
-    from rap_core.engines.inference import infer_attention, infer_rollouts
+    from rap.rap_core.engines.inference import infer_attention, infer_rollouts
     seconds: dict = {}
     shards = [samples.slice(i, params.shard_size)
               for i in range(0, samples.height, params.shard_size)]
@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rap-bench-"))
     run_flow, path, engine = flow_bench(args.model, work)
-    from rap_core.params import DataSpec, ModelSpec, RapParams
+    from rap.rap_core.params import DataSpec, ModelSpec, RapParams
     params = RapParams(data=DataSpec(limit=args.n), model=ModelSpec(path=path), track=False,
                        export=False)
     samples = easy_vqa_samples(args.n, work / "images")

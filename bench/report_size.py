@@ -27,14 +27,14 @@ def main() -> None:
     import polars as pl
     from PIL import Image
 
-    from rap_core.estimators import plan
-    from rap_core.estimators.select import DECISION_COLUMNS, select_rows
-    from rap_core.estimators.stored import selection_inputs
-    from rap_core.keys import FactKeys
-    from rap_core.params import RapParams, Thresholds
-    from rap_core.report import write_report
-    from rap_core.settings import Settings
-    from rap_core.store import SelectionRun, open_store
+    from rap.rap_core.estimators import plan
+    from rap.rap_core.estimators.select import DECISION_COLUMNS, select_rows
+    from rap.rap_core.estimators.stored import selection_inputs
+    from rap.rap_core.keys import FactKeys
+    from rap.rap_core.params import RapParams, Thresholds
+    from rap.rap_core.report import write_report
+    from rap.rap_core.settings import Settings
+    from rap.rap_core.store import SelectionRun, open_store
     image = work / "image.png"
     Image.effect_mandelbrot((224, 224), (-2, -1.5, 1, 1.5), 100).convert("RGB").save(image)
     settings = Settings(data_dir=work / "data", mlflow_tracking_uri=f"sqlite:///{work}/m.db")

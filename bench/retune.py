@@ -33,12 +33,12 @@ SYNTHETIC = [  # DuckDB statements that fill a store with N samples' facts
 
 
 def synthetic_retune(n: int, work: Path) -> dict:
-    from rap_core.estimators import plan
-    from rap_core.estimators.select import select_rows
-    from rap_core.estimators.stored import selection_inputs
-    from rap_core.keys import FactKeys
-    from rap_core.params import Thresholds
-    from rap_core.store import open_store
+    from rap.rap_core.estimators import plan
+    from rap.rap_core.estimators.select import select_rows
+    from rap.rap_core.estimators.stored import selection_inputs
+    from rap.rap_core.keys import FactKeys
+    from rap.rap_core.params import Thresholds
+    from rap.rap_core.store import open_store
     seconds: dict = {}
     path = work / "synthetic.duckdb"
     with open_store(path) as store:
@@ -109,9 +109,9 @@ def main() -> None:
 
 # a fresh process running an empty flow: the fixed cost of any CLI run on a temporary server
 FLOOR = """import sys; sys.path.insert(0, '.')
-from rap_core.settings import Settings, configure_process_env
+from rap.rap_core.settings import Settings, configure_process_env
 configure_process_env(Settings.from_env().data_dir)
-import flows.rap
+import rap.flows.rap
 from prefect import flow
 flow(lambda: None, name='noop')()"""
 

@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rap-bench-"))
-    from rap_core.engines.base import PromptItem, load_engine
-    from rap_core.params import RolloutSettings
+    from rap.rap_core.engines.base import PromptItem, load_engine
+    from rap.rap_core.params import RolloutSettings
     path = model_path(args.model, work)
     engine = load_engine(path, "cpu", "float32", None)
     samples = easy_vqa_samples(args.n, work / "images")
@@ -63,7 +63,7 @@ def mixed_lengths(items, seed: int = 0):
     pools are (easy-VQA questions are all about the same length)."""
     import numpy as np
 
-    from rap_core.engines.base import PromptItem
+    from rap.rap_core.engines.base import PromptItem
     rng = np.random.default_rng(seed)
     words = "the figure below shows a shape of one colour on a plain background".split()
     return [PromptItem(it.sample_id, " ".join(rng.choice(words, int(rng.integers(0, 150))))
@@ -71,7 +71,7 @@ def mixed_lengths(items, seed: int = 0):
 
 
 def bucketing(engine, items, rollout, n: int) -> None:
-    from rap_core.engines.inference import run_bucketed
+    from rap.rap_core.engines.inference import run_bucketed
     mixed = mixed_lengths(items)
 
     def seconds(batch: int, bucket: bool) -> float:
@@ -90,8 +90,8 @@ def bucketing(engine, items, rollout, n: int) -> None:
 
 
 def dtypes(path: str, items, rollout, n: int) -> None:
-    from rap_core.engines.base import load_engine
-    from rap_core.models import resolve_dtype
+    from rap.rap_core.engines.base import load_engine
+    from rap.rap_core.models import resolve_dtype
     rows = []
     for dtype in ("float32", "bfloat16"):
         engine = load_engine(path, "cpu", dtype, None)

@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rap-bench-"))
     run_flow, path, _ = flow_bench(args.model, work)
-    from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
+    from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
     rows = []
     for i, n in enumerate(args.sizes):
         os.environ["RAP_DATA_DIR"] = str(work / f"store{i}")

@@ -19,7 +19,7 @@ from common import machine, table
 
 
 def weak_model(work: Path) -> str:
-    from flows.experiment_grpo import GrpoExperimentConfig, split, train_base
+    from rap.flows.experiment_grpo import GrpoExperimentConfig, split, train_base
     cfg = GrpoExperimentConfig()
     out = work / "weak-base"
     train_base(cfg, 0, split(cfg, 0), out)
@@ -32,7 +32,7 @@ def select(work: Path, name: str, model: str, n: int, all_rollouts: bool) -> tup
     import subprocess
     import sys
 
-    from rap_core.store import open_store
+    from rap.rap_core.store import open_store
     data = work / name
     command = [str(Path(sys.executable).with_name("rap")), "select", "--limit", str(n),
                "--model", model, "--no-track", "--no-export"] + (

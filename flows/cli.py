@@ -29,7 +29,7 @@ from typing import Annotated, Literal, Optional, Union, get_args, get_origin
 import typer
 from rich.markup import escape
 
-from rap_core.settings import Settings, configure_process_env
+from rap.rap_core.settings import Settings, configure_process_env
 
 app = typer.Typer(name="rap", help="RAP data selection for multimodal reasoning "
                   "(CDE -> ACE -> DRM).", no_args_is_help=True, add_completion=False,
@@ -66,7 +66,7 @@ def _cli_type(annotation):
 
 
 def _threshold_owner(name: str) -> str:
-    from rap_core.estimators import FILTERS, REBALANCERS
+    from rap.rap_core.estimators import FILTERS, REBALANCERS
     for part in [*FILTERS.values(), *REBALANCERS.values()]:
         if name in part.thresholds.model_fields:
             return f"Thresholds: {part.name}"
@@ -77,7 +77,7 @@ def selection_options(mode: str) -> list[inspect.Parameter]:
     """select's and retune's options, one per flat flow parameter (rap_core.params): a new
     estimator's thresholds are flags with no change here. Every default is None, so only
     the flags given override the parameter model's defaults."""
-    from rap_core.params import FLOW_PARAMETERS, flow_parameter_fields
+    from rap.rap_core.params import FLOW_PARAMETERS, flow_parameter_fields
     options = []
     for name, field in flow_parameter_fields().items():
         group = FLOW_PARAMETERS[name][0]
@@ -86,7 +86,7 @@ def selection_options(mode: str) -> list[inspect.Parameter]:
             continue
         kind = _cli_type(field.annotation)
         if name == "method":
-            from rap_core.estimators import METHODS
+            from rap.rap_core.estimators import METHODS
             kind = Literal[tuple(sorted(METHODS))]
         panel = (_threshold_owner(name) if group == "thresholds" else
                  ROLLOUT_ENGINE_PANEL if name.startswith("engine") else PANELS[group])
@@ -102,15 +102,15 @@ def selection_options(mode: str) -> list[inspect.Parameter]:
 
 def params_from_options(mode: str, options: dict):
     """RapParams from the flags given (None: not given)."""
-    from rap_core.params import params_from_flat
+    from rap.rap_core.params import params_from_flat
     return params_from_flat({"mode": mode, **{k: v for k, v in options.items()
                                                if v is not None}})
 
 
 def format_summary(summary: dict, settings: Settings) -> str:
     """The funnel step by step, the reasons, and where everything went."""
-    from flows.report import coverage_lines
-    from rap_core.estimators.stored import readmitted, reason_label
+    from rap.flows.report import coverage_lines
+    from rap.rap_core.estimators.stored import readmitted, reason_label
     f = summary["funnel"]
     steps = [k for k in f if k.startswith("after_")]
     width = max([11] + [len(step) for step in steps])
@@ -168,8 +168,8 @@ def _say(line: str) -> None:
 
 
 def demo_model(settings: Settings, retrain: bool) -> str:
-    from flows.terminal import TrainingBars, terminal_progress
-    from rap_core.demo.model import obtain_demo_model, read_meta
+    from rap.flows.terminal import TrainingBars, terminal_progress
+    from rap.rap_core.demo.model import obtain_demo_model, read_meta
     with terminal_progress() as progress:
         path, trained = obtain_demo_model(settings, _say, retrain=retrain,
                                           progress=progress and TrainingBars(progress))
@@ -191,8 +191,8 @@ def run_query(settings: Settings, statement: str, max_rows: int, out: str | None
               force: bool = False) -> str:
     import polars as pl
 
-    from rap_core.store.query import lock_down, preview, write_result
-    from rap_core.store import open_store
+    from rap.rap_core.store.query import lock_down, preview, write_result
+    from rap.rap_core.store import open_store
     with open_store(settings.duckdb_path, read_only=True) as store:
         lock_down(store.con)
         if out:
@@ -236,20 +236,20 @@ def _guarded(command: str):
 def _checked(command: str, settings: Settings, body, reads_store: bool = True) -> int:
     from pydantic import ValidationError
 
-    from rap_core.io.outputs import OutputError
-    from rap_core.io.readers import PoolReadError
-    from rap_core.store import StoreError
-    from rap_core.store.query import QueryRefused
-    from rap_core.errors import SweepError
+    from rap.rap_core.io.outputs import OutputError
+    from rap.rap_core.io.readers import PoolReadError
+    from rap.rap_core.store import StoreError
+    from rap.rap_core.store.query import QueryRefused
+    from rap.rap_core.errors import SweepError
     try:
-        from rap_core.store.preflight import check_store, prepare_data_dir
+        from rap.rap_core.store.preflight import check_store, prepare_data_dir
         if command.split()[0] in WRITING_COMMANDS:
             prepare_data_dir(settings)
         if command in READING_COMMANDS and reads_store:
             check_store(settings, write=False)  # whole, and of this rap's schema
         return body() or 0
     except ValidationError as exc:
-        from rap_core.params import explain
+        from rap.rap_core.params import explain
         return _fail(explain(exc))
     except (PoolReadError, StoreError, OutputError, QueryRefused, SweepError) as exc:
         return _fail(exc)
@@ -266,10 +266,10 @@ def _known_failure(exc: Exception, settings: Settings) -> int:
     """Errors of the environment and of the engine: one line, exit 2; a bug still raises."""
     import duckdb
 
-    from flows.server import ServerError
-    from rap_core.engines.checkpoints import ModelLoadError
-    from rap_core.errors import EngineConfigError, RunnerError
-    from rap_core.store import StoreDamaged, damage_detail, damage_in
+    from rap.flows.server import ServerError
+    from rap.rap_core.engines.checkpoints import ModelLoadError
+    from rap.rap_core.errors import EngineConfigError, RunnerError
+    from rap.rap_core.store import StoreDamaged, damage_detail, damage_in
     if isinstance(exc, duckdb.Error) and damage_in(exc):
         return _fail(StoreDamaged(settings.duckdb_path, damage_detail(exc)))
     if isinstance(exc, (duckdb.Error, ModelLoadError, ServerError, RunnerError,
@@ -347,32 +347,32 @@ app.command("retune", help="Re-select a stored run's pool from its stored facts 
 def select(params, settings: Settings) -> dict:
     """select / retune: the run lock and the store are checked before Prefect starts (a
     second run, a damaged store or a store from a newer rap stop here, at once)."""
-    from rap_core.store.lock import RunLock
-    from rap_core.inputs import check_inputs
-    from rap_core.store.preflight import check_store
+    from rap.rap_core.store.lock import RunLock
+    from rap.rap_core.inputs import check_inputs
+    from rap.rap_core.store.preflight import check_store
     with RunLock(settings.data_dir, params.wait_for_lock, _say, hand_down=True):
         check_store(settings, write=True)
         check_inputs(params, settings.duckdb_path)
-        import flows.rap
-        from flows.terminal import PhaseBars, terminal_progress
+        from rap.flows import rap as flow_module
+        from rap.flows.terminal import PhaseBars, terminal_progress
         with terminal_progress() as progress:
             listener = progress and PhaseBars(progress)
             if listener:
-                flows.rap.PROGRESS_LISTENERS.append(listener)
+                flow_module.PROGRESS_LISTENERS.append(listener)
             try:
-                return flows.rap.run_flow(params)
+                return flow_module.run_flow(params)
             finally:
                 if listener:
-                    flows.rap.PROGRESS_LISTENERS.remove(listener)
+                    flow_module.PROGRESS_LISTENERS.remove(listener)
 
 
 def _sweep(settings: Settings, **options) -> None:
-    from flows.sweep import sweep_command
+    from rap.flows.sweep import sweep_command
     sweep_command(settings, **options)
 
 
 def _sweep_signature() -> inspect.Signature:
-    from flows.sweep import signature
+    from rap.flows.sweep import signature
     return inspect.Signature([inspect.Parameter("settings", inspect.Parameter.POSITIONAL_ONLY)]
                              + list(signature().parameters.values()))
 
@@ -433,12 +433,12 @@ def compare_command(settings: Settings,
                         help="report: replace an earlier rap report at PATH")] = False) -> None:
     """Two runs on one pool: sizes, overlap, Jaccard, how each row ended in one against the
     other, groups."""
-    from rap_core.compare import compare_runs, format_comparison
-    from rap_core.store import open_store
+    from rap.rap_core.compare import compare_runs, format_comparison
+    from rap.rap_core.store import open_store
     with open_store(settings.duckdb_path, read_only=True) as store:
         print(format_comparison(compare_runs(store, run_a, run_b), max_rows))
     if report:
-        from rap_core.report import write_compare_report
+        from rap.rap_core.report import write_compare_report
         manifest = write_compare_report(settings, run_a, run_b, Path(report), per_group,
                                         force=force)
         print(f"report  {manifest['path']}")
@@ -461,7 +461,7 @@ def report_command(settings: Settings,
     """Write a run's report page: one self-contained HTML file with the funnel, the score
     distributions and sample cards (image, question, answer, scores, responses) per reason.
     Open it in any browser; it fetches nothing."""
-    from rap_core.report import write_report
+    from rap.rap_core.report import write_report
     manifest = write_report(settings, run, Path(out) if out else None, per_reason, seed, force)
     print(f"report of run {manifest['run_id']}: {manifest['path']} "
           f"({manifest['bytes'] / 1024:.0f} KB, {manifest['cards']} cards)")
@@ -477,7 +477,7 @@ def track_command(settings: Settings,
                   ) -> None:
     """Log a stored selection run to MLflow (e.g. when MLflow could not be reached during
     the run)."""
-    from rap_core.tracking import track_stored_run
+    from rap.rap_core.tracking import track_stored_run
     record = track_stored_run(settings, run, force)
     print(f"run {record.run_id} logged to MLflow as {record.mlflow_run_id} "
           f"[{settings.mlflow_tracking_uri}]")
@@ -509,7 +509,7 @@ def validate_command(settings: Settings,
                          "read (seen) or in new ones (unseen)")] = "seen") -> None:
     """Planted language priors (ROC AUC of D) and the funnel by question type, on easy-VQA
     test questions."""
-    from flows.validate import validate
+    from rap.flows.validate import validate
     report = validate(settings, n=n, share=share, seed=seed, model=model, phrasing=phrasing)
     print(report["text"])
     print(f"\nreport written to {report['report_path']}")
@@ -559,12 +559,12 @@ def experiment_command(settings: Settings,
     """A miniature of the paper's claim: GRPO on RAP's subset against pass_band, random and
     the whole pool (about 25 min on 2 cores), or the SFT stand-in (about 15 min)."""
     if trainer == "sft":
-        from flows.experiment import ExperimentConfig, run_experiment
+        from rap.flows.experiment import ExperimentConfig, run_experiment
         run_experiment(settings, ExperimentConfig(seeds=seeds, pool_size=pool_size or 3000,
                                                   epochs=epochs), log=_say)
         return
-    from flows.experiment_grpo import GrpoExperimentConfig, run_grpo_experiment
-    from rap_core.demo.grpo import GrpoSettings
+    from rap.flows.experiment_grpo import GrpoExperimentConfig, run_grpo_experiment
+    from rap.rap_core.demo.grpo import GrpoSettings
     run_grpo_experiment(settings, GrpoExperimentConfig(
         seeds=seeds, pool_size=pool_size or 1000, test_questions=test_questions,
         base_questions=base_questions, base_steps=base_steps, base_vision_steps=2 * base_steps,
@@ -593,7 +593,7 @@ def export_command(settings: Settings,
                        "of exporting; prints each violation with its row")] = None) -> int:
     """Write a selection run for a trainer (easyr1, verl, openrlhf, hf), or check a file
     against a trainer's rules."""
-    from flows.export import check_file, export_run
+    from rap.flows.export import check_file, export_run
     if check:
         return check_file(check, format, _say)
     export_run(settings, run, format, out, data_source, _say, force=force)
@@ -612,7 +612,7 @@ WAIT = Annotated[float, typer.Option(min=0.0, max=3600.0,
 def server_start(settings: Settings, host: str = "127.0.0.1",
                  port: Annotated[int, typer.Option(min=1, max=65535)] = 4200) -> None:
     """Start a Prefect server (database in the data folder); runs in the foreground."""
-    from flows import server
+    from rap.flows import server
     server.start_server(settings, host, port, _say)
 
 
@@ -621,7 +621,7 @@ def server_start(settings: Settings, host: str = "127.0.0.1",
 def server_deploy(settings: Settings, port: PORT = None, wait: WAIT = 120.0) -> None:
     """Create the work pool if missing and register the deployments rap/select and
     rap/retune."""
-    from flows import server
+    from rap.flows import server
     server.deploy(settings, port, _say, wait)
 
 
@@ -631,7 +631,7 @@ def server_mlflow(settings: Settings, host: str = "127.0.0.1",
                   port: Annotated[int, typer.Option(min=1, max=65535)] = 5000) -> None:
     """Start MLflow's UI over the data folder's runs (foreground; needs the full mlflow
     package, which make install adds)."""
-    from flows import server
+    from rap.flows import server
     server.start_mlflow_ui(settings, host, port, _say)
 
 
@@ -639,7 +639,7 @@ def server_mlflow(settings: Settings, host: str = "127.0.0.1",
 @_guarded("server worker")
 def server_worker(settings: Settings, port: PORT = None, wait: WAIT = 120.0) -> None:
     """Create the work pool if missing and run a worker on it (foreground)."""
-    from flows import server
+    from rap.flows import server
     server.start_worker(settings, port, _say, wait)
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rap_core.demo.model import (Recipe, greedy_accuracy, new_model, save_model,
+from rap.rap_core.demo.model import (Recipe, greedy_accuracy, new_model, save_model,
                                  training_examples, vision_targets)
-from rap_core.demo.easy_vqa import (Question, image_facts, load_split, prior_balanced,
+from rap.rap_core.demo.easy_vqa import (Question, image_facts, load_split, prior_balanced,
                                     response)
-from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
-from rap_core.settings import Settings
-from rap_core.store import open_store
-from rap_core.demo.training import Example, pretrain_vision, train
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import open_store
+from rap.rap_core.demo.training import Example, pretrain_vision, train
 
 ARMS = ("rap", "random", "full")
 
@@ -97,7 +97,7 @@ def pool_file(folder: Path, questions: list[Question]) -> str:
 
 def _select(settings: Settings, seed: int, pool, base_dir) -> tuple[list[int], dict]:
     """The source rows RAP selects from the pool with the base model."""
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     folder = settings.data_dir / "experiments" / f"seed{seed}"
     params = RapParams(data=DataSpec(path=pool_file(folder, pool)),
                        model=ModelSpec(path=str(base_dir)), rollout=RolloutSettings(seed=seed),
@@ -160,8 +160,8 @@ def run_experiment(settings: Settings, cfg: ExperimentConfig = ExperimentConfig(
                    log=print) -> tuple[pl.DataFrame, pl.DataFrame]:
     import torch
 
-    from flows.report import markdown_table
-    from rap_core.tracking import log_record
+    from rap.flows.report import markdown_table
+    from rap.rap_core.tracking import log_record
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
     rows = [row for seed in cfg.seeds for row in run_seed(settings, cfg, seed, log)]
     per_seed, table = pl.DataFrame(rows), summarise(rows)

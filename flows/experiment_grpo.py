@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import polars as pl
 
-from flows.experiment import Split, pool_file, split_questions, train_base_model
-from rap_core.demo.easy_vqa import Question, question_type
-from rap_core.demo.grpo import GrpoSettings, train_grpo
-from rap_core.demo.model import greedy_correct, save_model
-from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
-from rap_core.settings import Settings
-from rap_core.store import open_store
+from rap.flows.experiment import Split, pool_file, split_questions, train_base_model
+from rap.rap_core.demo.easy_vqa import Question, question_type
+from rap.rap_core.demo.grpo import GrpoSettings, train_grpo
+from rap.rap_core.demo.model import greedy_correct, save_model
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import open_store
 
 ARMS = ("rap", "pass_band", "random", "full")
 TYPES = ("yes/no", "color", "shape")
@@ -71,7 +71,7 @@ def select_arms(settings: Settings, seed: int, pool: list[Question], base_dir) -
         dict[str, list[int]], dict]:
     """The pool rows each arm trains on: RAP with the base model (rollouts, attention), then
     pass_band and random re-selected from the stored facts (no model call)."""
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     started = time.perf_counter()
     folder = settings.data_dir / "experiments" / "grpo" / f"seed{seed}"
     rap = run_flow(RapParams(data=DataSpec(path=pool_file(folder, pool)),
@@ -104,8 +104,8 @@ def train_base(cfg: GrpoExperimentConfig, seed: int, data: Split, out_dir):
     if cfg.base_model:
         from transformers import Qwen2VLForConditionalGeneration
 
-        from rap_core.demo.training import TrainStats
-        from rap_core.engines.hf_loading import Qwen2VLImageOnlyProcessor
+        from rap.rap_core.demo.training import TrainStats
+        from rap.rap_core.engines.hf_loading import Qwen2VLImageOnlyProcessor
         model = Qwen2VLForConditionalGeneration.from_pretrained(cfg.base_model)
         processor = Qwen2VLImageOnlyProcessor.from_pretrained(cfg.base_model)
         save_model(model, processor, out_dir, {"experiment": "grpo", "seed": seed,
@@ -213,8 +213,8 @@ def run_grpo_experiment(settings: Settings, cfg: GrpoExperimentConfig = GrpoExpe
                         log=print) -> tuple[pl.DataFrame, pl.DataFrame]:
     import torch
 
-    from flows.report import markdown_table
-    from rap_core.tracking import log_record
+    from rap.flows.report import markdown_table
+    from rap.rap_core.tracking import log_record
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
     started = time.perf_counter()
     rows = [row for seed in cfg.seeds for row in run_seed(settings, cfg, seed, log)]

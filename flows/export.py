@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rap_core.io.export import claim_export, write_export
-from rap_core.io.export_check import check_export
-from rap_core.settings import Settings
-from rap_core.store import open_store
+from rap.rap_core.io.export import claim_export, write_export
+from rap.rap_core.io.export_check import check_export
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import open_store
 
 DEFAULT_NAMES = {"easyr1": "easyr1.parquet", "verl": "verl.parquet",
                  "openrlhf": "openrlhf.jsonl", "hf": "hf"}
@@ -38,7 +38,7 @@ def export_run(settings: Settings, run_id: str | None, fmt: str, out: str | None
     say(f"exported {manifest['rows']} samples of run {run.run_id} as {fmt}: "
         f"{manifest['path']}\n  manifest {manifest['manifest_path']}")
     if run.mlflow_run_id:
-        from rap_core.tracking import log_export
+        from rap.rap_core.tracking import log_export
         try:
             log_export(settings, run.mlflow_run_id, manifest)
             say(f"  logged to MLflow run {run.mlflow_run_id}")

@@ -29,23 +29,23 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from prefect.states import Failed
 from pydantic import ValidationError
 
-from flows.report import selection_markdown
-from flows.runners import shard_runner
-from rap_core.estimators import plan as method_plan
-from rap_core.params import (FLOW_PARAMETERS, LEGACY_THRESHOLDS, FactKeys, RapParams,
+from rap.flows.report import selection_markdown
+from rap.flows.runners import shard_runner
+from rap.rap_core.estimators import plan as method_plan
+from rap.rap_core.params import (FLOW_PARAMETERS, LEGACY_THRESHOLDS, FactKeys, RapParams,
                              flat_params, flow_parameter_fields, inherit_base_run,
                              explain, legacy_columns, params_from_flat)
-from rap_core.errors import ModelLoadError, PoolReadError, StoreError
-from rap_core.inputs import check_inputs
-from rap_core.store.lock import RunLock
-from rap_core.store.preflight import check_store, prepare_data_dir
-from rap_core.settings import Settings
-from rap_core.store import SelectionRun, open_store
-from tasks.estimate import apply_filters, estimate_difficulty, replacement, resolve_groups
-from tasks.inference import attention_extraction, multimodal_inference, text_only_inference
-from tasks.ingest import ingest, register_model
-from tasks.selection import export_selection, track, write_run_report, write_selection
-from tasks.store import missing_attention, missing_rollouts, write_facts
+from rap.rap_core.errors import ModelLoadError, PoolReadError, StoreError
+from rap.rap_core.inputs import check_inputs
+from rap.rap_core.store.lock import RunLock
+from rap.rap_core.store.preflight import check_store, prepare_data_dir
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import SelectionRun, open_store
+from rap.tasks.estimate import apply_filters, estimate_difficulty, replacement, resolve_groups
+from rap.tasks.inference import attention_extraction, multimodal_inference, text_only_inference
+from rap.tasks.ingest import ingest, register_model
+from rap.tasks.selection import export_selection, track, write_run_report, write_selection
+from rap.tasks.store import missing_attention, missing_rollouts, write_facts
 
 # multimodal first: a sample none of whose multimodal rollouts is right needs no text-only ones
 PHASES = ("multimodal", "text-only", "attention")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from rap_core.estimators.coverage import largest, under_represented
-from rap_core.estimators.stored import readmitted, reason_label
+from rap.rap_core.estimators.coverage import largest, under_represented
+from rap.rap_core.estimators.stored import readmitted, reason_label
 
 
 def markdown_table(frame: pl.DataFrame, floats: int = 2) -> str:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
-from rap_core.engines.base import EngineConfigError
-from rap_core.engines.inference import failed_shard
-from rap_core.errors import RunnerError
-from rap_core.params import RunnerSpec
-from rap_core.settings import Settings, process_env
+from rap.rap_core.engines.base import EngineConfigError
+from rap.rap_core.engines.inference import failed_shard
+from rap.rap_core.errors import RunnerError
+from rap.rap_core.params import RunnerSpec
+from rap.rap_core.settings import Settings, process_env
 
 STAGES = {"text-only": "text_only", "multimodal": "multimodal", "attention": "attention"}
 

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rap_core.settings import Settings, process_env
+from rap.rap_core.settings import Settings, process_env
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 4200

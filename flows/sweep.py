@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from rap_core.settings import Settings
+from rap.rap_core.settings import Settings
 
 PANEL = "Thresholds to sweep (a,b,c or start:stop:step; the others stay the run's)"
 
@@ -22,10 +22,10 @@ PANEL = "Thresholds to sweep (a,b,c or start:stop:step; the others stay the run'
 def sweep_command(settings: Settings, run: str | None, method: str | None, max_points: int,
                   record: bool, out: str | None, report: str | None, force: bool,
                   **specs: str | None) -> None:
-    from rap_core.estimators import METHODS
-    from rap_core.store import open_store
-    from rap_core.errors import SweepError
-    from rap_core.sweep import make_grid, sweep
+    from rap.rap_core.estimators import METHODS
+    from rap.rap_core.store import open_store
+    from rap.rap_core.errors import SweepError
+    from rap.rap_core.sweep import make_grid, sweep
     given = {name: spec for name, spec in specs.items() if spec is not None}
     with open_store(settings.duckdb_path, read_only=True) as store:
         methods = ([m.strip() for m in method.split(",")] if method else
@@ -39,7 +39,7 @@ def sweep_command(settings: Settings, run: str | None, method: str | None, max_p
     if out:
         print(write_table(settings, found, out, force))
     if report:
-        from rap_core.report import write_sweep_report
+        from rap.rap_core.report import write_sweep_report
         manifest = write_sweep_report(settings, found, report, force)
         print(f"report page: {manifest['path']}")
     if record:
@@ -50,7 +50,7 @@ def format_sweep(found) -> str:
     """The grid as one terminal table, the missing facts named once under it."""
     import polars as pl
 
-    from rap_core.sweep import is_current
+    from rap.rap_core.sweep import is_current
     table = found.table
     mark = [("*" if is_current(r, found.current) else "") for r in table.iter_rows(named=True)]
     shown = table.select(
@@ -80,7 +80,7 @@ def write_table(settings: Settings, found, out: str, force: bool) -> str:
     import duckdb
     from pathlib import Path
 
-    from rap_core.store.query import write_result
+    from rap.rap_core.store.query import write_result
     con = duckdb.connect()
     con.register("sweep", found.table.to_arrow())
     manifest = write_result(con, "SELECT * FROM sweep", Path(out), settings.data_dir, force,
@@ -91,8 +91,8 @@ def write_table(settings: Settings, found, out: str, force: bool) -> str:
 def record_points(settings: Settings, found) -> None:
     """Each point as a `rap retune` run (a Prefect run, an MLflow run, a stored selection;
     the flow takes the run lock itself)."""
-    from flows.rap import run_flow
-    from rap_core.params import RapParams, Thresholds
+    from rap.flows.rap import run_flow
+    from rap.rap_core.params import RapParams, Thresholds
     for r in found.table.iter_rows(named=True):
         th = Thresholds.model_validate({n: r[n] for n in found.swept})
         summary = run_flow(RapParams(mode="retune", base_run=found.run_id, method=r["method"],
@@ -104,7 +104,7 @@ def record_points(settings: Settings, found) -> None:
 
 def signature() -> inspect.Signature:
     """sweep's options: one per threshold (its values as text), then the command's own."""
-    from rap_core.params import Thresholds
+    from rap.rap_core.params import Thresholds
     options = [inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=None,
         annotation=Annotated[Optional[str], typer.Option(

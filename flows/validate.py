@@ -7,11 +7,11 @@ import json
 
 import polars as pl
 
-from flows.report import markdown_table
-from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
-from rap_core.settings import Settings
-from rap_core.store import open_store
-from rap_core.demo.validation import planted_pool, planted_report, stage_breakdown, with_groups
+from rap.flows.report import markdown_table
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import open_store
+from rap.rap_core.demo.validation import planted_pool, planted_report, stage_breakdown, with_groups
 
 
 def format_report(report: dict, breakdown: pl.DataFrame, run_id: str, model: str) -> str:
@@ -39,7 +39,7 @@ def format_report(report: dict, breakdown: pl.DataFrame, run_id: str, model: str
 def validate(settings: Settings, n: int = 1000, share: float = 0.3, seed: int = 0,
              model: str | None = None, phrasing: str = "seen", batch_size: int = 16) -> dict:
     """Plant, select, measure; returns the report with the breakdown and the run id."""
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     path = (settings.data_dir / "validation"
             / f"planted-n{n}-share{share}-seed{seed}-{phrasing}.jsonl")
     truth = planted_pool(path, n, share, seed, phrasing)
@@ -63,7 +63,7 @@ def validate(settings: Settings, n: int = 1000, share: float = 0.3, seed: int = 
 
 
 def _track(settings, report, params, n, share, seed, text) -> None:
-    from rap_core.tracking import log_record
+    from rap.rap_core.tracking import log_record
     metrics = {k: report[k] for k in ("auroc", "precision", "recall", "mean_d_planted",
                                       "mean_d_untouched", "samples", "planted")}
     metrics.update({f"auroc.{k.replace('/', '_')}": v for k, v in report["auroc_by_type"].items()})

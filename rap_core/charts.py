@@ -28,7 +28,7 @@ def split_scores(decisions: pl.DataFrame, column: str) -> tuple[np.ndarray, np.n
 
 def threshold_cuts(method: str, thresholds: dict) -> dict[str, list[tuple[str, float]]]:
     """{column: [(label, value)]} on the charts' axes, for a run's method and thresholds."""
-    from rap_core.estimators import plan
+    from rap.rap_core.estimators import plan
     cuts = plan(method).cuts(thresholds)
     return {column: [(f"log10 {label}", math.log10(value)) for label, value in marks
                      if value > 0] if column in LOG10 else marks

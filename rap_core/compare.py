@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from rap_core.store import Store, StoreError
+from rap.rap_core.store import Store, StoreError
 
 
 def compare_runs(store: Store, run_a: str, run_b: str) -> dict:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rap_core.errors import ModelLoadError, PoolReadError
-from rap_core.io.spec import BUILTIN_DATA
-from rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, RapParams
+from rap.rap_core.errors import ModelLoadError, PoolReadError
+from rap.rap_core.io.spec import BUILTIN_DATA
+from rap.rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, RapParams
 
 
 def check_pool(path: str) -> None:
@@ -26,7 +26,7 @@ def check_pool(path: str) -> None:
 def check_model(path: str) -> None:
     """The model is a builtin one, an engine routed by name, or a supported checkpoint
     folder (its config.json read, nothing loaded)."""
-    from rap_core.engines import base as engine
+    from rap.rap_core.engines import base as engine
     if path.startswith("builtin:"):
         if path not in (BUILTIN_MODEL, BUILTIN_RANDOM_MODEL):
             raise ModelLoadError(f"unknown builtin model {path!r} (rap has {BUILTIN_MODEL} "
@@ -34,7 +34,7 @@ def check_model(path: str) -> None:
         return
     if engine.is_registered(path):
         return
-    from rap_core.engines.checkpoints import model_family
+    from rap.rap_core.engines.checkpoints import model_family
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ModelLoadError(f"model folder not found: {folder} (--model is a local "
@@ -49,5 +49,5 @@ def check_inputs(params: RapParams, duckdb_path: Path | None = None) -> None:
         check_pool(params.data.path)
         check_model(params.model.path)
     if duckdb_path is not None:
-        from rap_core.estimators.stored import check_group_by
+        from rap.rap_core.estimators.stored import check_group_by
         check_group_by(params, duckdb_path)

@@ -8,12 +8,12 @@ from typing import Callable
 
 import polars as pl
 
-from rap_core.engines import base as engine
-from rap_core.keys import short_hash, weights_fingerprint
-from rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, ModelSpec
-from rap_core.io.prompts import TEMPLATE_VERSION
-from rap_core.settings import Settings
-from rap_core.demo.tiny_model import ensure_tiny_model
+from rap.rap_core.engines import base as engine
+from rap.rap_core.keys import short_hash, weights_fingerprint
+from rap.rap_core.params import BUILTIN_MODEL, BUILTIN_RANDOM_MODEL, ModelSpec
+from rap.rap_core.io.prompts import TEMPLATE_VERSION
+from rap.rap_core.settings import Settings
+from rap.rap_core.demo.tiny_model import ensure_tiny_model
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def resolve_model(spec: ModelSpec, settings: Settings,
     elif engine.is_registered(spec.path):
         path = spec.path
     else:
-        from rap_core.engines.checkpoints import model_family
+        from rap.rap_core.engines.checkpoints import model_family
         path = str(Path(spec.path).expanduser().resolve())
         model_family(Path(path))
     fingerprint = (short_hash(path, length=32) if engine.is_registered(path)
@@ -58,7 +58,7 @@ def served_model(spec: ModelSpec) -> str | None:
         return None
     if spec.engine_model:
         return spec.engine_model
-    from rap_core.engines.openai_api import served_model_name
+    from rap.rap_core.engines.openai_api import served_model_name
     return served_model_name(spec.engine_url, None)
 
 
@@ -88,7 +88,7 @@ def _cpu_has_bf16() -> bool:
 def _demo_model(settings: Settings, log: Callable[[str], None]) -> Path:
     """The shipped weights, or the ones `rap demo-model --retrain` left in the data folder
     (said in `log`); never trains."""
-    from rap_core.demo.recipe import locate_demo_model
+    from rap.rap_core.demo.recipe import locate_demo_model
     path, note = locate_demo_model(settings.models_dir)
     if note:
         log(note)

@@ -12,16 +12,16 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from rap_core.estimators import METHODS
-from rap_core.estimators.ace import AceThresholds
-from rap_core.estimators.cde import CdeThresholds
-from rap_core.estimators.coverage import CoverageThresholds
-from rap_core.estimators.drm import DrmThresholds
-from rap_core.estimators.pass_band import PassBandThresholds
-from rap_core.estimators.random_subset import RandomThresholds
-from rap_core.grading import GRADER_VERSION
-from rap_core.io.spec import BUILTIN_DATA, EASY_VQA_DEFAULT_ROWS, DataSpec  # noqa: F401
-from rap_core.keys import FactKeys, short_hash  # noqa: F401
+from rap.rap_core.estimators import METHODS
+from rap.rap_core.estimators.ace import AceThresholds
+from rap.rap_core.estimators.cde import CdeThresholds
+from rap.rap_core.estimators.coverage import CoverageThresholds
+from rap.rap_core.estimators.drm import DrmThresholds
+from rap.rap_core.estimators.pass_band import PassBandThresholds
+from rap.rap_core.estimators.random_subset import RandomThresholds
+from rap.rap_core.grading import GRADER_VERSION
+from rap.rap_core.io.spec import BUILTIN_DATA, EASY_VQA_DEFAULT_ROWS, DataSpec  # noqa: F401
+from rap.rap_core.keys import FactKeys, short_hash  # noqa: F401
 
 BUILTIN_MODEL = "builtin:easy-vqa-vlm"  # trained on easy-VQA by this project (rap_core/demo/)
 BUILTIN_RANDOM_MODEL = "builtin:tiny-qwen2-vl"  # same architecture, random weights

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import polars as pl
 from pydantic import ValidationError
 
-from rap_core.estimators import Context, plan
-from rap_core.estimators.coverage import composition
-from rap_core.estimators.select import select_rows
-from rap_core.errors import SweepError
-from rap_core.estimators.stored import group_key, selection_inputs
-from rap_core.params import RapParams, Thresholds, inherit_base_run, legacy_columns
-from rap_core.store import Store, StoreError
+from rap.rap_core.estimators import Context, plan
+from rap.rap_core.estimators.coverage import composition
+from rap.rap_core.estimators.select import select_rows
+from rap.rap_core.errors import SweepError
+from rap.rap_core.estimators.stored import group_key, selection_inputs
+from rap.rap_core.params import RapParams, Thresholds, inherit_base_run, legacy_columns
+from rap.rap_core.store import Store, StoreError
 
 MAX_POINTS = 200
 SHARE_GROUPS = 12  # groups whose selected share gets a column of its own
@@ -176,6 +176,11 @@ def sweep(store: Store, run_id: str | None, grid: Grid) -> Sweep:
         rows.append({"method": method, **{n: getattr(th, n) for n in values},
                      **_point(decisions, method_plan, th)})
     table = pl.DataFrame(rows, infer_schema_length=None)
+    # a grid that selects nothing anywhere has all-null scores: they are numbers still
+    table = table.with_columns(
+        pl.col("mean_difficulty", "lowest_ratio", *[c for c in table.columns
+                                                   if c.startswith("share.")]).cast(pl.Float64),
+        pl.col("lowest_group").cast(pl.String))
     current = {"method": base.method, **{n: getattr(current_th, n) for n in grid.values}}
     return Sweep(base.run_id, table, list(notes), list(grid.values), current)
 

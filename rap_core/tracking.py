@@ -8,11 +8,11 @@ from pathlib import Path
 
 import polars as pl
 
-from rap_core.charts import axis_title, split_scores, threshold_cuts
-from rap_core.io.outputs import manifest_path
-from rap_core.params import dotted
-from rap_core.settings import Settings
-from rap_core.store.records import SelectionRun
+from rap.rap_core.charts import axis_title, split_scores, threshold_cuts
+from rap.rap_core.io.outputs import manifest_path
+from rap.rap_core.params import dotted
+from rap.rap_core.settings import Settings
+from rap.rap_core.store.records import SelectionRun
 
 HISTOGRAMS = {"d": "D(x) = acc_mm - acc_text", "psi": "ACE psi", "acc_mm": "acc_mm",
               "acc_text": "acc_text"}
@@ -182,8 +182,8 @@ def track_stored_run(settings: Settings, run_id: str | None, force: bool = False
                      ) -> SelectionRun:
     """Log a stored selection run to MLflow from the store alone (e.g. after MLflow was
     unreachable during the run); returns the run record with its new mlflow_run_id."""
-    from rap_core.estimators.stored import counts, run_coverage, run_funnel
-    from rap_core.store import StoreError, open_store
+    from rap.rap_core.estimators.stored import counts, run_coverage, run_funnel
+    from rap.rap_core.store import StoreError, open_store
     with open_store(settings.duckdb_path) as store:
         run = store.selection_run(run_id, "track")
         if run.mlflow_run_id and not force:

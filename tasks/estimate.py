@@ -6,12 +6,12 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rap_core.estimators import Context, plan
-from rap_core.estimators.select import filter_rows, rebalance
-from rap_core.estimators.stored import group_key, selection_inputs
-from rap_core.params import FactKeys, Thresholds
-from rap_core.settings import Settings
-from rap_core.store import StoreError, open_store
+from rap.rap_core.estimators import Context, plan
+from rap.rap_core.estimators.select import filter_rows, rebalance
+from rap.rap_core.estimators.stored import group_key, selection_inputs
+from rap.rap_core.params import FactKeys, Thresholds
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import StoreError, open_store
 
 
 @task(name="resolve-groups", cache_policy=NO_CACHE)

@@ -13,11 +13,11 @@ from collections.abc import Callable
 import polars as pl
 from prefect import get_run_logger, task
 
-from rap_core.engines.base import load_engine
-from rap_core.engines.inference import ShardResult, infer_attention, infer_rollouts
-from rap_core.keys import short_hash
-from rap_core.models import ResolvedModel
-from rap_core.params import ModelSpec, RolloutSettings
+from rap.rap_core.engines.base import load_engine
+from rap.rap_core.engines.inference import ShardResult, infer_attention, infer_rollouts
+from rap.rap_core.keys import short_hash
+from rap.rap_core.models import ResolvedModel
+from rap.rap_core.params import ModelSpec, RolloutSettings
 
 PROGRESS_EVERY_S = 15.0
 

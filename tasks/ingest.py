@@ -6,12 +6,12 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rap_core.grading import GRADER_VERSION
-from rap_core.models import ResolvedModel, model_row, resolve_model
-from rap_core.params import AceSettings, DataSpec, ModelSpec, RolloutSettings
-from rap_core.io.readers import Pool, read_pool
-from rap_core.settings import Settings
-from rap_core.store import open_store
+from rap.rap_core.grading import GRADER_VERSION
+from rap.rap_core.models import ResolvedModel, model_row, resolve_model
+from rap.rap_core.params import AceSettings, DataSpec, ModelSpec, RolloutSettings
+from rap.rap_core.io.readers import Pool, read_pool
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import open_store
 
 
 @task(name="ingest", cache_policy=NO_CACHE)

@@ -6,12 +6,12 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rap_core.io.export import write_export
-from rap_core.estimators.select import DECISION_COLUMNS
-from rap_core.estimators.stored import counts, run_coverage, run_funnel
-from rap_core.settings import Settings
-from rap_core.store import SelectionRun, open_store
-from rap_core.tracking import log_selection
+from rap.rap_core.io.export import write_export
+from rap.rap_core.estimators.select import DECISION_COLUMNS
+from rap.rap_core.estimators.stored import counts, run_coverage, run_funnel
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import SelectionRun, open_store
+from rap.rap_core.tracking import log_selection
 
 
 @task(name="write-selection", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -46,7 +46,7 @@ def export_selection(settings: Settings, run_id: str, pool_id: str) -> str:
 def write_run_report(settings: Settings, run_id: str) -> str | None:
     """The run's report page (rap_core/report). The selection is already stored: a page
     that cannot be written is logged and costs nothing else (`rap report` writes it later)."""
-    from rap_core.report import write_report
+    from rap.rap_core.report import write_report
     try:
         manifest = write_report(settings, run_id)
     except Exception as exc:  # any failure: the run stands without its page

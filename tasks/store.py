@@ -6,9 +6,9 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rap_core.engines.inference import CONDITIONS, ShardResult
-from rap_core.settings import Settings
-from rap_core.store import open_store
+from rap.rap_core.engines.inference import CONDITIONS, ShardResult
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import open_store
 
 
 @task(name="plan-rollouts", cache_policy=NO_CACHE)

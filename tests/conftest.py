@@ -13,13 +13,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# rap is imported as installed (make install: an editable install of this checkout)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The embedded tiny Qwen2-VL, built once for the session."""
-    from rap_core.demo.tiny_model import ensure_tiny_model
+    from rap.rap_core.demo.tiny_model import ensure_tiny_model
     return ensure_tiny_model(tmp_path_factory.mktemp("models"))
 
 
@@ -27,7 +27,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def demo_model_dir() -> Path:
     """The demo model's weights as shipped with rap (rap_core/demo/), checked against the
     current recipe: builtin:easy-vqa-vlm with no model trained in the data folder."""
-    from rap_core.demo.recipe import SHIPPED_DIR, shipped_problem
+    from rap.rap_core.demo.recipe import SHIPPED_DIR, shipped_problem
     problem = shipped_problem()
     assert problem is None, problem
     return SHIPPED_DIR
@@ -53,7 +53,7 @@ def data_dir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def settings(data_dir):
-    from rap_core.settings import Settings
+    from rap.rap_core.settings import Settings
     return Settings.from_env()
 
 

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from rap_core.engines.base import Response, SampleError, register_engine
+from rap.rap_core.engines.base import Response, SampleError, register_engine
 
 
 class FakeEngine:
@@ -65,7 +65,7 @@ def outcome(mm_correct: int, text_correct: int, hot: bool = False, error: str | 
 def script_pool(spec, folder, outcomes: list[dict]) -> str:
     """A plan giving the samples `spec` reads (in pool order) these outcomes, installed;
     returns the model path to use."""
-    from rap_core.io.readers import read_pool
+    from rap.rap_core.io.readers import read_pool
     samples = read_pool(spec, folder / "images").samples
     assert samples.height == len(outcomes), (samples.height, len(outcomes))
     plan = {sid: {"answer": answer, **o} for sid, answer, o in

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import httpx
 
-REMOTE_CODE = "from rap_core.engines.hf_loading import Qwen2VLImageOnlyProcessor  # noqa: F401\n"
+REMOTE_CODE = ("from rap.rap_core.engines.hf_loading import Qwen2VLImageOnlyProcessor"
+               "  # noqa: F401\n")
 NOT_LINKED = {"processor_config.json", "video_preprocessor_config.json"}
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from flows import cli
-from rap_core.store import open_store
+from rap.flows import cli
+from rap.rap_core.store import open_store
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +71,7 @@ def test_server_commands_parse_and_bound_ports(capsys):
 def test_select_and_retune_flags_come_from_the_parameter_model():
     """Every flat flow parameter is a select flag; retune has the run, the method and the
     thresholds, nothing about pool, model or rollouts."""
-    from rap_core.params import FLOW_PARAMETERS, Thresholds
+    from rap.rap_core.params import FLOW_PARAMETERS, Thresholds
     select = {p.name for p in cli.selection_options("select")}
     retune = {p.name for p in cli.selection_options("retune")}
     assert select == set(FLOW_PARAMETERS) - {"mode", "run"}
@@ -95,11 +95,11 @@ def test_commands_that_load_no_model_import_neither_torch_nor_transformers(tiny_
     import os
     import subprocess
     import sys
-    code = ("import sys; import flows.cli, flows.rap, rap_core.demo.model\n"
+    code = ("import sys; import rap.flows.cli, rap.flows.rap, rap.rap_core.demo.model\n"
             "from rap_core.models import resolve_model\n"
             "from rap_core.params import ModelSpec\nfrom rap_core.settings import Settings\n"
             f"resolve_model(ModelSpec(path={str(tiny_model_dir)!r}), Settings.from_env())\n"
-            "flows.cli.main(['runs'])\n"
+            "rap.flows.cli.main(['runs'])\n"
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=dict(os.environ, RAP_DATA_DIR=str(tmp_path)))
@@ -107,16 +107,16 @@ def test_commands_that_load_no_model_import_neither_torch_nor_transformers(tiny_
 
 
 def test_supported_model_types_match_the_loaders():
-    from rap_core.engines.checkpoints import SUPPORTED_MODEL_TYPES
-    from rap_core.engines.hf_loading import FAMILIES
+    from rap.rap_core.engines.checkpoints import SUPPORTED_MODEL_TYPES
+    from rap.rap_core.engines.hf_loading import FAMILIES
     assert set(SUPPORTED_MODEL_TYPES) == set(FAMILIES)
 
 
 def test_runner_flags_and_the_missing_ray_extra(monkeypatch, capsys):
     import sys
 
-    from rap_core.params import RunnerSpec
-    from flows.runners import RunnerError, ray_task_runner
+    from rap.rap_core.params import RunnerSpec
+    from rap.flows.runners import RunnerError, ray_task_runner
     runner = parse("select", "--runner", "ray", "--ray-address", "ray://head:10001",
                    "--ray-num-gpus", "0.5").runner
     assert (runner.kind, runner.address, runner.num_gpus, runner.num_cpus) == (
@@ -158,12 +158,12 @@ def test_a_missing_pool_or_model_is_one_line_before_prefect_starts(tmp_path):
     import subprocess
     import sys
     (tmp_path / "empty_model").mkdir()
-    code = ("import sys; import flows.cli\n"
+    code = ("import sys; import rap.flows.cli\n"
             "for argv in (['select', '--data', '/nonexistent.jsonl'],\n"
             "             ['select', '--data', 'builtin:nope'],\n"
             f"             ['select', '--model', {str(tmp_path / 'empty_model')!r}],\n"
             "             ['select', '--model', 'builtin:nope']):\n"
-            "    assert flows.cli.main(argv) == 2, argv\n"
+            "    assert rap.flows.cli.main(argv) == 2, argv\n"
             "print(sorted(m for m in ('prefect', 'torch', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env=dict(os.environ, RAP_DATA_DIR=str(tmp_path / "d")))

@@ -9,14 +9,14 @@ import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rap_core.estimators import plan
-from rap_core.estimators.coverage import (composition, floors, largest, under_represented,
+from rap.rap_core.estimators import plan
+from rap.rap_core.estimators.coverage import (composition, floors, largest, under_represented,
                                           with_floors)
-from rap_core.estimators.select import select_rows
-from rap_core.grading import answer_kind
-from rap_core.io.groups import column_value, resolve_group_by
-from rap_core.io.readers import PoolReadError, read_pool
-from rap_core.params import DataSpec, Thresholds
+from rap.rap_core.estimators.select import select_rows
+from rap.rap_core.grading import answer_kind
+from rap.rap_core.io.groups import column_value, resolve_group_by
+from rap.rap_core.io.readers import PoolReadError, read_pool
+from rap.rap_core.params import DataSpec, Thresholds
 
 from conftest import write_png
 from test_estimators import frame, row
@@ -207,7 +207,7 @@ def test_verl_pool_groups_by_data_source_and_answer_kind(verl_pool, tmp_path):
 def summary_of(argv: list[str], settings) -> str:
     """What `rap select|retune ...` prints, run in this process (the flow's Prefect logs must
     not hold on to a test's captured output, so no capsys around a flow run)."""
-    from flows import cli
+    from rap.flows import cli
     return cli.format_summary(cli.select(cli.parse_params(argv), settings), settings)
 
 
@@ -216,7 +216,7 @@ def refused(argv: list[str]) -> list[str]:
     import contextlib
     import io
 
-    from flows import cli
+    from rap.flows import cli
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert cli.main(argv) == 2
@@ -237,8 +237,8 @@ def test_select_groups_a_verl_pool(verl_pool, tiny_model_dir, settings):
         ["retune", "--group-by", "answer_kind", "--no-track", "--no-export"], settings)
     err = refused(["retune", "--group-by", "subject"])
     assert len(err) == 1 and "group column 'subject' was not stored for pool" in err[0]
-    from rap_core.settings import Settings
-    from rap_core.store import open_store
+    from rap.rap_core.settings import Settings
+    from rap.rap_core.store import open_store
     with open_store(Settings.from_env().duckdb_path, read_only=True) as store:
         runs = store.con.sql("SELECT run_id, params FROM selection_runs ORDER BY created_at"
                              ).fetchall()
@@ -256,13 +256,13 @@ def test_composition_everywhere_and_a_floor_retune(settings, tmp_path):
     import mlflow
 
     import fakes
-    from rap_core.engines import base as engine_mod
-    from rap_core.io.pool_files import easy_vqa_rows
-    from rap_core.store import open_store
+    from rap.rap_core.engines import base as engine_mod
+    from rap.rap_core.io.pool_files import easy_vqa_rows
+    from rap.rap_core.store import open_store
     n = 30
     samples = read_pool(DataSpec(limit=n), tmp_path / "c").samples
     kinds = [r["question_type"] for r in easy_vqa_rows(n)]
-    from rap_core.io.spec import question_type
+    from rap.rap_core.io.spec import question_type
     # yes/no: D = 0.5, 0 or 0 (the text helps); colour and shape: D = 1, always right
     yes_no = [fakes.outcome(2, 1), fakes.outcome(1, 1), fakes.outcome(2, 2)]
     outcomes = [yes_no[i % 3] if question_type(a) == "yes/no" else fakes.outcome(2, 0)
@@ -319,8 +319,8 @@ def test_composition_everywhere_and_a_floor_retune(settings, tmp_path):
 
 
 def test_hostile_group_names_stay_text_on_the_page_and_in_mlflow():
-    from rap_core.report.svg import composition
-    from rap_core.tracking import coverage_metrics
+    from rap.rap_core.report.svg import composition
+    from rap.rap_core.tracking import coverage_metrics
     rows = [{"group": g, "pool_rows": 1, "pool_share": 0.25, "selected_rows": 1,
              "selected_share": 0.5 if i else None, "ratio": 2.0 if i else None}
             for i, g in enumerate(["<script>alert(1)</script>", "../../etc", "yes/no", "a\tb"])]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rap_core.store import open_store
+from rap.rap_core.store import open_store
 
 pytestmark = pytest.mark.crash
 RAP = str(Path(sys.executable).with_name("rap"))
@@ -119,7 +119,7 @@ def test_a_second_run_is_refused_or_queues_and_queries_wait(tiny_model_dir, tmp_
 
     import duckdb
 
-    from rap_core.store.lock import RunLock
+    from rap.rap_core.store.lock import RunLock
     data = tmp_path / "data"
     with RunLock(data):  # this test process plays the run that is writing
         refused = subprocess.run(_command(tiny_model_dir), env=_env(data), text=True,

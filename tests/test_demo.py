@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 import torch
 
-from rap_core.demo.model import Recipe, new_model, read_meta, save_model, training_examples
-from rap_core.demo.easy_vqa import (UNSEEN_HINTS, TRAIN_HINTS, Question, image_facts,
+from rap.rap_core.demo.model import Recipe, new_model, read_meta, save_model, training_examples
+from rap.rap_core.demo.easy_vqa import (UNSEEN_HINTS, TRAIN_HINTS, Question, image_facts,
                                     load_split, response, stated_fact, with_hint)
-from rap_core.grading import grade
-from rap_core.demo.training import Encoder, Example, train
-from rap_core.demo.validation import (planted_pool, planted_report, precision_recall, roc_auc,
+from rap.rap_core.grading import grade
+from rap.rap_core.demo.training import Encoder, Example, train
+from rap.rap_core.demo.validation import (planted_pool, planted_report, precision_recall, roc_auc,
                                  stage_breakdown)
 
 SMALL = Recipe(hidden_size=64, layers=1, vision_depth=1, lr=3e-3)
@@ -43,8 +43,8 @@ def test_training_lowers_the_loss_and_is_reproducible(few_examples):
 
 
 def test_vision_pretraining_lowers_its_loss_and_ignores_unknown_labels():
-    from rap_core.demo.model import vision_targets
-    from rap_core.demo.training import pretrain_vision
+    from rap.rap_core.demo.model import vision_targets
+    from rap.rap_core.demo.training import pretrain_vision
     images, targets = vision_targets(load_split("train")[:200])
     assert len(images) == len(set(images)) and -1 in targets["shape"] + targets["color"]
     model, processor = new_model(SMALL)
@@ -58,7 +58,7 @@ def test_vision_pretraining_lowers_its_loss_and_ignores_unknown_labels():
 
 
 def test_saved_weights_load_back_to_identical_outputs(tmp_path, few_examples):
-    from rap_core.engines.hf_loading import load_model_and_processor
+    from rap.rap_core.engines.hf_loading import load_model_and_processor
     model, processor = new_model(SMALL)
     train(model, processor, few_examples, steps=3, batch_size=8)
     out = save_model(model, processor, tmp_path / "m", {"note": "test"})
@@ -194,7 +194,7 @@ def test_planted_report_and_breakdown_on_hand_made_decisions():
     assert report["auroc"] == pytest.approx(4.5 / 6)
     assert report["precision"] == pytest.approx(2 / 3) and report["recall"] == 1.0
     assert report["unscored"] == 1 and report["samples"] == 5
-    from rap_core.demo.validation import with_groups
+    from rap.rap_core.demo.validation import with_groups
     table = stage_breakdown(with_groups(decisions, truth), "group")
     assert table["group"].to_list() == ["yes/no", "color", "shape", "planted"]
     planted = table.row(3, named=True)

@@ -10,11 +10,11 @@ from dataclasses import asdict
 
 import pytest
 
-from flows import cli
-from rap_core.demo import model as demo
-from rap_core.demo.recipe import SHIPPED_DIR, file_hashes, locate_demo_model, shipped_problem
-from rap_core.params import DataSpec, ModelSpec, RapParams
-from rap_core.store import open_store
+from rap.flows import cli
+from rap.rap_core.demo import model as demo
+from rap.rap_core.demo.recipe import SHIPPED_DIR, file_hashes, locate_demo_model, shipped_problem
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams
+from rap.rap_core.store import open_store
 
 # minutes of training cut to seconds: small model, few steps, few test questions
 SMALL = demo.Recipe(vision_steps=60, steps=60, batch_size=16, hidden_size=64, layers=1,
@@ -33,7 +33,7 @@ def test_the_shipped_demo_model_is_the_current_recipes():
 
 
 def test_the_shipped_demo_model_has_learned_to_use_the_image(demo_model_dir):
-    from rap_core.engines.hf_loading import load_model_and_processor
+    from rap.rap_core.engines.hf_loading import load_model_and_processor
     meta = demo.read_meta(demo_model_dir)
     assert meta["recipe"] == asdict(demo.Recipe()) and meta["version"] == demo.DEMO_MODEL_VERSION
     acc = meta["test_accuracy"]
@@ -46,7 +46,7 @@ def test_the_shipped_demo_model_has_learned_to_use_the_image(demo_model_dir):
 
 
 def test_shipped_files_are_complete_small_and_checked(demo_model_dir, tmp_path):
-    from rap_core.engines.checkpoints import upgrade_rap_folder, write_stock_processor_files
+    from rap.rap_core.engines.checkpoints import upgrade_rap_folder, write_stock_processor_files
     copy = tmp_path / demo_model_dir.name
     shutil.copytree(demo_model_dir, copy)
     assert write_stock_processor_files(copy) == []  # nothing for rap to add when loading
@@ -68,8 +68,8 @@ def test_shipped_files_are_complete_small_and_checked(demo_model_dir, tmp_path):
 
 
 def test_builtin_resolves_to_the_shipped_folder_unless_one_was_retrained(settings):
-    from rap_core.errors import ModelLoadError
-    from rap_core.models import resolve_model
+    from rap.rap_core.errors import ModelLoadError
+    from rap.rap_core.models import resolve_model
     lines: list[str] = []
     resolved = resolve_model(ModelSpec(), settings, lines.append)
     assert resolved.path == str(SHIPPED_DIR) and lines == []
@@ -81,7 +81,7 @@ def test_builtin_resolves_to_the_shipped_folder_unless_one_was_retrained(setting
     assert again.path == str(own) and again.model_key == resolved.model_key  # same weights
     assert "not the weights shipped with rap" in lines[-1] and str(own) in lines[-1]
     # shipped files of another recipe are refused, and resolving never trains
-    with pytest.raises(ModelLoadError, match=r"another recipe.*python -m rap_core.demo.model"
+    with pytest.raises(ModelLoadError, match=r"another recipe.*python -m rap.rap_core.demo.model"
                                              r".*rap demo-model --retrain"):
         locate_demo_model(settings.models_dir, SMALL)
 
@@ -93,7 +93,8 @@ def test_training_by_a_recipe_the_shipped_files_do_not_match(settings):
     lines: list[str] = []
     path, trained = demo.obtain_demo_model(settings, lines.append, recipe=SMALL, evaluate_on=32)
     assert path == demo.demo_model_dir(settings.models_dir, SMALL) and trained is not None
-    assert "trained by another recipe" in lines[0] and "python -m rap_core.demo.model" in lines[0]
+    assert "trained by another recipe" in lines[0]
+    assert "python -m rap.rap_core.demo.model" in lines[0]
     assert any("(vision): step" in line for line in lines)
     assert any("(answers): step" in line and "s left" in line for line in lines)
     assert "with the image" in lines[-1] and "rap uses this folder from now on" in lines[-1]
@@ -115,7 +116,7 @@ def test_training_by_a_recipe_the_shipped_files_do_not_match(settings):
 
 # the Prefect test server is requested after the model tests
 def test_default_run_selects_a_real_subset(settings, demo_model_dir, prefect_harness):
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     before = _listing(demo_model_dir)
     summary = run_flow(RapParams(data=DataSpec(limit=150), track=False))
     funnel = summary["funnel"]
@@ -136,7 +137,7 @@ def test_demo_model_command_shows_the_shipped_model(settings, demo_model_dir, ca
 
 
 def test_validate_reports_auroc_and_the_breakdown(settings, demo_model_dir, prefect_harness):
-    from flows.validate import validate
+    from rap.flows.validate import validate
     report = validate(settings, n=80, share=0.5, seed=3)
     assert 0.0 <= report["auroc"] <= 1.0 and report["planted"] > 10
     rows = {r["group"]: r for r in report["breakdown"]}

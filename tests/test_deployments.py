@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from rap_core.store import open_store
+from rap.rap_core.store import open_store
 
 pytestmark = pytest.mark.deployment
 BIN = Path(sys.executable).parent
@@ -114,7 +114,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from flows.server import wait_for_server
+    from rap.flows.server import wait_for_server
     s = Stack(tmp_path_factory.mktemp("prefect-stack"))
     try:
         s.start("start")

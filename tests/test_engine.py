@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from rap_core.engines.attention_stats import column_log_sums
-from rap_core.engines.base import EngineConfigError, PromptItem, SampleError, run_isolated
-from rap_core.engines.hf import HFEngine
-from rap_core.engines.inference import infer_attention, infer_rollouts, run_bucketed
-from rap_core.params import DataSpec, RolloutSettings
-from rap_core.io.prompts import build_messages
-from rap_core.io.readers import read_pool
+from rap.rap_core.engines.attention_stats import column_log_sums
+from rap.rap_core.engines.base import EngineConfigError, PromptItem, SampleError, run_isolated
+from rap.rap_core.engines.hf import HFEngine
+from rap.rap_core.engines.inference import infer_attention, infer_rollouts, run_bucketed
+from rap.rap_core.params import DataSpec, RolloutSettings
+from rap.rap_core.io.prompts import build_messages
+from rap.rap_core.io.readers import read_pool
 
 ROLLOUT = RolloutSettings(m=3, max_new_tokens=12)
 
@@ -151,7 +151,7 @@ def test_shard_results_are_graded_frames(engine, shard):
 
 
 def test_qwen2_5_vl_checkpoints_work_too(tmp_path, shard):
-    from rap_core.demo.tiny_model import build_tiny_model
+    from rap.rap_core.demo.tiny_model import build_tiny_model
     model_dir = build_tiny_model(tmp_path / "q25", family="qwen2_5_vl")
     q25 = HFEngine(str(model_dir), "cpu", "float32", None)
     assert type(q25.model).__name__ == "Qwen2_5_VLForConditionalGeneration"

@@ -8,11 +8,11 @@ import polars as pl
 import pytest
 import torch
 
-from rap_core.engines.attention_stats import column_log_sums
-from rap_core.estimators import plan
-from rap_core.estimators.select import select_rows
-from rap_core.params import Thresholds
-from rap_core.store import Store
+from rap.rap_core.engines.attention_stats import column_log_sums
+from rap.rap_core.estimators import plan
+from rap.rap_core.estimators.select import select_rows
+from rap.rap_core.params import Thresholds
+from rap.rap_core.store import Store
 
 
 def select(inputs, th):

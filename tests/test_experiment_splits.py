@@ -1,8 +1,8 @@
 """The miniature's question sets: base, pool and calibration questions disjoint, test sets from
 the other split, and the prior-balanced test on which easy-VQA's wording alone scores 50%."""
 
-from flows.experiment import split_questions
-from rap_core.demo.easy_vqa import negated, wording_guess
+from rap.flows.experiment import split_questions
+from rap.rap_core.demo.easy_vqa import negated, wording_guess
 
 
 def key(q):

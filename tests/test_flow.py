@@ -12,17 +12,17 @@ import pytest
 
 import fakes
 from conftest import write_png
-from rap_core.engines import base as engine_mod
-from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
-from rap_core.io.readers import read_pool
-from rap_core.store import open_store
+from rap.rap_core.engines import base as engine_mod
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
+from rap.rap_core.io.readers import read_pool
+from rap.rap_core.store import open_store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 SMALL = RolloutSettings(m=2, max_new_tokens=8)
 
 
 def run(**kw):
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     return run_flow(RapParams(**kw))
 
 
@@ -100,7 +100,7 @@ def test_settled_samples_get_no_text_only_rollouts_and_decide_the_same(settings,
     """SIX's last sample has no right multimodal answer: its text-only rollouts are skipped,
     the decisions equal those with all rollouts, a retune with lambda_c < 0 says it lacks
     facts, and `rap select --all-rollouts` then infers just those rollouts."""
-    from flows import cli
+    from rap.flows import cli
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     six = scripted_easy_vqa(tmp_path, SIX)
     lean = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False, export=False)
@@ -148,7 +148,7 @@ def test_a_select_plans_the_rollouts_its_thresholds_need(settings, tmp_path, mon
     with open_store(settings.duckdb_path, read_only=True) as store:
         lean = store.con.execute(decided, {"r": planned["run_id"]}).fetchall()
     monkeypatch.setenv("RAP_DATA_DIR", str(tmp_path / "all_rollouts"))
-    from rap_core.settings import Settings
+    from rap.rap_core.settings import Settings
     full = run(data=DataSpec(limit=6), model=six, rollout=SMALL, thresholds=negative,
                all_rollouts=True, track=False, export=False)
     with open_store(Settings.from_env().duckdb_path, read_only=True) as store:
@@ -236,7 +236,7 @@ def test_artifacts_failing_to_write_do_not_fail_the_run(settings, tmp_path, monk
     def down(*args, **kwargs):
         raise RuntimeError("API unreachable")
     for name in ("create_progress_artifact", "create_markdown_artifact"):
-        monkeypatch.setattr(f"flows.rap.{name}", down)
+        monkeypatch.setattr(f"rap.flows.rap.{name}", down)
     summary = run(data=DataSpec(limit=6), model=scripted_easy_vqa(tmp_path, SIX),
                   rollout=SMALL, track=False)
     assert summary["samples_inferred"] == 6
@@ -281,7 +281,7 @@ def test_cde_ace_drm_decisions_through_the_flow(settings, scripted):
 
 def test_cli_retune_without_a_previous_run_is_refused(settings, capsys, monkeypatch):
     # kept with the flow tests: Prefect's console handler must not bind to capsys's stream
-    from flows import cli
+    from rap.flows import cli
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     with open_store(settings.duckdb_path):
         pass
@@ -290,7 +290,7 @@ def test_cli_retune_without_a_previous_run_is_refused(settings, capsys, monkeypa
 
 
 def test_rap_export_writes_checks_and_logs_each_format(settings, tmp_path, monkeypatch):
-    from flows import cli
+    from rap.flows import cli
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     summary = run(data=DataSpec(limit=6), model=scripted_easy_vqa(tmp_path, SIX), rollout=SMALL)
     assert_funnel(summary, SIX_FUNNEL)
@@ -317,9 +317,9 @@ def test_retune_changes_only_what_is_given_and_records_what_it_used(settings, tm
                                                                      monkeypatch, capsys):
     """Thresholds not given are the base run's (CLI and flow parameters alike); the run's
     record and its MLflow parameters show the base run's pool, model and rollouts."""
-    from flows import cli
-    from flows.rap import run_flow
-    from rap_core.params import params_from_flat
+    from rap.flows import cli
+    from rap.flows.rap import run_flow
+    from rap.rap_core.params import params_from_flat
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     six = scripted_easy_vqa(tmp_path, SIX)
     base = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False, export=False,
@@ -352,7 +352,7 @@ def test_retune_changes_only_what_is_given_and_records_what_it_used(settings, tm
 
 def test_mlflow_unreachable_costs_nothing_and_rap_track_logs_later(settings, tmp_path,
                                                                   monkeypatch, capsys):
-    from flows import cli
+    from rap.flows import cli
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "file").write_text("")  # a file where MLflow needs a folder

@@ -3,8 +3,8 @@
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from flows.report import selection_markdown
-from rap_core.params import (FLOW_PARAMETERS, RapParams, Thresholds, flat_params,
+from rap.flows.report import selection_markdown
+from rap.rap_core.params import (FLOW_PARAMETERS, RapParams, Thresholds, flat_params,
                              params_from_flat)
 
 
@@ -38,7 +38,7 @@ def test_flat_round_trip_and_refusals():
 
 
 def test_flow_form_has_types_bounds_defaults_and_descriptions():
-    from flows.rap import rap
+    from rap.flows.rap import rap
     schema = rap.parameters.model_dump()["properties"]
     assert list(schema) == list(FLOW_PARAMETERS)
     defaults = flat_params(RapParams())

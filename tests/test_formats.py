@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 
 from conftest import write_png
-from rap_core.io.export import EXPORT_FORMATS, write_export
-from rap_core.io.export_check import check_export
-from rap_core.keys import sample_id, sha256_bytes, sha256_file
-from rap_core.params import DataSpec
-from rap_core.io.readers import PoolReadError, read_pool
+from rap.rap_core.io.export import EXPORT_FORMATS, write_export
+from rap.rap_core.io.export_check import check_export
+from rap.rap_core.keys import sample_id, sha256_bytes, sha256_file
+from rap.rap_core.params import DataSpec
+from rap.rap_core.io.readers import PoolReadError, read_pool
 
 SYSTEM = "You are a careful visual reasoner. Put the final answer in \\boxed{}."
 

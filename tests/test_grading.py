@@ -2,7 +2,7 @@
 
 import pytest
 
-from rap_core.grading import extract_answer, grade, is_correct
+from rap.rap_core.grading import extract_answer, grade, is_correct
 
 
 @pytest.mark.parametrize("response, expected", [
@@ -216,7 +216,7 @@ def test_explosive_math_is_not_evaluated(extracted):
 
 
 def test_labels_do_not_call_math_verify(monkeypatch):
-    import rap_core.grading as grading
+    import rap.rap_core.grading as grading
 
     def fail(*_):
         raise AssertionError("math-verify called for plain labels")
@@ -229,7 +229,7 @@ def test_labels_do_not_call_math_verify(monkeypatch):
 
 
 def test_grader_version():
-    from rap_core.grading import GRADER_VERSION
+    from rap.rap_core.grading import GRADER_VERSION
     assert GRADER_VERSION == "grader-v3"
 
 
@@ -237,7 +237,7 @@ def test_grader_version():
 EXPLOSIVE = "answer: (2^{999999})^{999999}"
 TIMEOUT_SCRIPT = r"""
 import json, os, sys, threading, time
-from rap_core.grading import grade
+from rap.rap_core.grading import grade
 
 def timed(results, key):
     started = time.perf_counter()
@@ -276,7 +276,7 @@ def test_explosive_math_times_out_in_any_thread():
     import sys
     from pathlib import Path
 
-    from rap_core.grading import MATH_TIMEOUT
+    from rap.rap_core.grading import MATH_TIMEOUT
     try:
         done = subprocess.run([sys.executable, "-c", TIMEOUT_SCRIPT, EXPLOSIVE],
                               cwd=Path(__file__).parents[1], capture_output=True, text=True,
@@ -296,7 +296,7 @@ def test_explosive_math_times_out_in_any_thread():
 @pytest.fixture
 def fresh_helpers():
     """No helper left from other tests (a new one runs math_judge.COMMAND), none left after."""
-    from rap_core.grading import math_judge
+    from rap.rap_core.grading import math_judge
     math_judge.shutdown()
     yield math_judge
     math_judge.shutdown()
@@ -322,7 +322,7 @@ def _fake_helper(on_request: str) -> list[str]:
 def test_one_deadline_for_all_comparisons_of_a_grade(fresh_helpers, monkeypatch):
     """Every option is compared with the answer; together they get GRADE_TIMEOUT."""
     import time
-    import rap_core.grading as grading
+    import rap.rap_core.grading as grading
     monkeypatch.setattr(fresh_helpers, "COMMAND", _fake_helper("time.sleep(60)"))
     monkeypatch.setattr(grading, "MATH_TIMEOUT", 0.4)
     monkeypatch.setattr(grading, "GRADE_TIMEOUT", 1.0)

@@ -8,17 +8,17 @@ import json
 import numpy as np
 import torch
 
-from flows.experiment_grpo import GrpoExperimentConfig, at_share, eval_steps, split, \
+from rap.flows.experiment_grpo import GrpoExperimentConfig, at_share, eval_steps, split, \
     time_to_reach
-from rap_core.demo.easy_vqa import load_split
-from rap_core.demo.grpo import GrpoSettings, grader_reward, train_grpo
-from rap_core.grading import extract_answer
+from rap.rap_core.demo.easy_vqa import load_split
+from rap.rap_core.demo.grpo import GrpoSettings, grader_reward, train_grpo
+from rap.rap_core.grading import extract_answer
 
 
 def load(folder):
     from transformers import Qwen2VLForConditionalGeneration
 
-    from rap_core.engines.hf_loading import Qwen2VLImageOnlyProcessor
+    from rap.rap_core.engines.hf_loading import Qwen2VLImageOnlyProcessor
     torch.manual_seed(0)
     return (Qwen2VLForConditionalGeneration.from_pretrained(folder),
             Qwen2VLImageOnlyProcessor.from_pretrained(folder))
@@ -90,7 +90,7 @@ def test_rap_experiment_grpo_end_to_end_with_minimal_sizes(settings, demo_model_
     MLflow records are written."""
     import mlflow
 
-    from flows import cli
+    from rap.flows import cli
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     assert cli.main(["experiment", "--seeds", "0", "--pool-size", "40", "--steps", "3",
                      "--generations", "2", "--questions-per-step", "2",

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from conftest import write_png
-from rap_core.io import readers
-from rap_core.io.images import load_rgb
-from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
-from rap_core.io.readers import PoolReadError, read_pool
-from rap_core.store import open_store
+from rap.rap_core.io import readers
+from rap.rap_core.io.images import load_rgb
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
+from rap.rap_core.io.readers import PoolReadError, read_pool
+from rap.rap_core.store import open_store
 
 
 def test_image_modes_become_plain_rgb(tmp_path):
@@ -203,7 +203,7 @@ def test_whole_input_refusals(tmp_path):
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_the_run_completes_and_accounts_for_every_row(hostile_pool, tiny_model_dir, settings):
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     path, expected = hostile_pool
     summary = run_flow(RapParams(data=DataSpec(path=str(path)),
                                  model=ModelSpec(path=str(tiny_model_dir)),

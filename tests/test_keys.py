@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from rap_core.engines.checkpoints import ModelLoadError, model_family
-from rap_core.keys import sample_id, weights_fingerprint
-from rap_core.models import resolve_model
-from rap_core.params import AceSettings, ModelSpec, RolloutSettings
+from rap.rap_core.engines.checkpoints import ModelLoadError, model_family
+from rap.rap_core.keys import sample_id, weights_fingerprint
+from rap.rap_core.models import resolve_model
+from rap.rap_core.params import AceSettings, ModelSpec, RolloutSettings
 
 
 def test_sample_id_is_content_and_unambiguous():
@@ -38,7 +38,7 @@ def test_model_key_covers_dtype_and_system_prompt(settings, tiny_model_dir):
 
 
 def test_auto_dtype_is_keyed_as_the_dtype_it_resolves_to(settings, tiny_model_dir, monkeypatch):
-    import rap_core.models as models
+    import rap.rap_core.models as models
     for has_bf16, want in ((True, "bfloat16"), (False, "float32")):
         monkeypatch.setattr(models, "_cpu_has_bf16", lambda: has_bf16)
         auto = resolve_model(ModelSpec(path=str(tiny_model_dir), dtype="auto"), settings)

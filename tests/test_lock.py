@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from rap_core.store.lock import RunLock, StoreBusy, holder
+from rap.rap_core.store.lock import RunLock, StoreBusy, holder
 
 
 def test_a_second_run_is_told_who_writes(tmp_path):

@@ -8,11 +8,11 @@ import pytest
 
 import fakes
 from conftest import write_png
-from rap_core.estimators import METHODS, Context, Filter, Method, plan, register
-from rap_core.estimators.base import FILTERS
-from rap_core.estimators.select import select_rows
-from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
-from rap_core.store import open_store
+from rap.rap_core.estimators import METHODS, Context, Filter, Method, plan, register
+from rap.rap_core.estimators.base import FILTERS
+from rap.rap_core.estimators.select import select_rows
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
+from rap.rap_core.store import open_store
 
 M = 5
 
@@ -73,7 +73,7 @@ OUTCOMES = [fakes.outcome(5, 0), fakes.outcome(3, 0), fakes.outcome(0, 0),
 
 
 def run(**kw):
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     return run_flow(RapParams(rollout=RolloutSettings(m=M, max_new_tokens=8), track=False,
                               **kw))
 
@@ -109,15 +109,15 @@ def test_each_method_infers_only_the_facts_it_needs(pool, tmp_path, settings, mo
     assert by_run[band["run_id"]] == ["pool_rows", "after_pass_band"]
     assert by_run[rap["run_id"]] == ["pool_rows", "after_cde", "after_ace", "after_drm"]
     assert by_run[control["run_id"]] == ["pool_rows", "after_random"]
-    from flows import cli
+    from rap.flows import cli
     monkeypatch.setattr(cli, "configure_process_env", lambda data_dir: None)
     compare_band_with_rap(settings, band["run_id"], rap["run_id"])
 
 
 def compare_band_with_rap(settings, band, rap):
     """`rap compare`: the overlap and the crosstab agree with the decisions themselves."""
-    from flows import cli
-    from rap_core.compare import compare_runs
+    from rap.flows import cli
+    from rap.rap_core.compare import compare_runs
     with open_store(settings.duckdb_path, read_only=True) as store:
         found = compare_runs(store, band, rap)
         chosen = {run: set(store.con.sql(
@@ -156,7 +156,7 @@ def short_answers():
 
 @pytest.mark.usefixtures("prefect_harness", "short_answers")
 def test_an_estimator_added_by_one_module_shows_everywhere(pool, tmp_path, settings):
-    from flows.cli import format_summary
+    from rap.flows.cli import format_summary
     # 'answer: red' is 11 characters, 'answer: wrong' 13: a mean under 13 needs one right
     model = ModelSpec(path=fakes.script_pool(pool, tmp_path, OUTCOMES))
     summary = run(data=pool, model=model, method="rap_short", all_rollouts=True,

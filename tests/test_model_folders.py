@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import write_png
 
-from rap_core.engines.checkpoints import (DEMO_MARKER, STOCK_PROCESSORS, TINY_MARKER,
+from rap.rap_core.engines.checkpoints import (DEMO_MARKER, STOCK_PROCESSORS, TINY_MARKER,
                                   VIDEO_ONLY_FIELDS)
-from rap_core.engines.hf_loading import FAMILIES, load_model_and_processor
-from rap_core.io.prompts import build_messages
-from rap_core.demo.tiny_model import TINY_MODEL_VERSION
+from rap.rap_core.engines.hf_loading import FAMILIES, load_model_and_processor
+from rap.rap_core.io.prompts import build_messages
+from rap.rap_core.demo.tiny_model import TINY_MODEL_VERSION
 
 STOCK = "Qwen2VLProcessor"
 NEW_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
@@ -110,9 +110,9 @@ def test_raps_loader_gives_the_same_processor_outputs_as_with_the_old_files(tiny
 
 def test_an_old_tiny_model_folder_is_upgraded_in_place_with_the_same_model_key(
         tiny_model_dir, settings):
-    from rap_core.keys import weights_fingerprint
-    from rap_core.models import resolve_model
-    from rap_core.params import BUILTIN_RANDOM_MODEL, ModelSpec
+    from rap.rap_core.keys import weights_fingerprint
+    from rap.rap_core.models import resolve_model
+    from rap.rap_core.params import BUILTIN_RANDOM_MODEL, ModelSpec
     folder = _old_layout(tiny_model_dir, settings.models_dir / tiny_model_dir.name)
     fingerprint = weights_fingerprint(folder)
     before = resolve_model(ModelSpec(path=str(folder)), settings)  # a path: not upgraded
@@ -129,7 +129,7 @@ def test_an_old_tiny_model_folder_is_upgraded_in_place_with_the_same_model_key(
 
 
 def test_an_old_demo_model_folder_is_upgraded_on_load(tiny_model_dir, tmp_path):
-    from rap_core.keys import weights_fingerprint
+    from rap.rap_core.keys import weights_fingerprint
     folder = _old_layout(tiny_model_dir, tmp_path / "demo", marker=DEMO_MARKER)
     fingerprint = weights_fingerprint(folder)
     load_model_and_processor(folder, "cpu", "float32")
@@ -142,8 +142,8 @@ def test_an_old_demo_model_folder_is_upgraded_on_load(tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("layout", ["old", "current"])
 def test_a_users_folder_is_never_modified(tiny_model_dir, settings, tmp_path, layout):
-    from rap_core.models import resolve_model
-    from rap_core.params import ModelSpec
+    from rap.rap_core.models import resolve_model
+    from rap.rap_core.params import ModelSpec
     if layout == "old":
         folder = _old_layout(tiny_model_dir, tmp_path / "user")
     else:  # rap's current files, the marker removed: then edits are the user's own

@@ -10,8 +10,8 @@ import pytest
 
 import fakes
 from conftest import write_png
-from flows import cli
-from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
+from rap.flows import cli
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def stored_run(tmp_path_factory, prefect_harness):
     before = os.environ.get("RAP_DATA_DIR")
     os.environ["RAP_DATA_DIR"] = str(data)
     try:
-        from flows.rap import run_flow
+        from rap.flows.rap import run_flow
         summary = run_flow(RapParams(data=spec, model=ModelSpec(path=model),
                                      rollout=RolloutSettings(m=2, max_new_tokens=8),
                                      track=False, thresholds={"lambda_c": -1.0}))
@@ -166,7 +166,7 @@ def test_a_failed_write_leaves_the_previous_export_whole(data, tmp_path, monkeyp
 def test_openrlhf_uris_are_plain_paths_the_trainers_open(data, tmp_path, capsys):
     from PIL import Image
 
-    from rap_core.io.export_check import check_export
+    from rap.rap_core.io.export_check import check_export
     out = tmp_path / "out sp" / "dätä" / "sel.jsonl"
     assert export("--out", str(out), fmt="openrlhf") == 0
     assert check_export(out, "openrlhf") == []

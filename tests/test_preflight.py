@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows import cli
-from rap_core.store import open_store
+from rap.flows import cli
+from rap.rap_core.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,11 +25,11 @@ def keep_env(monkeypatch):
 @pytest.fixture
 def no_flow(monkeypatch):
     """Any attempt to start the flow (and so Prefect) fails the test."""
-    import flows.rap
+    from rap.flows import rap as flow_module
 
     def refuse(params):
         raise AssertionError("the flow was started")
-    monkeypatch.setattr(flows.rap, "run_flow", refuse)
+    monkeypatch.setattr(flow_module, "run_flow", refuse)
 
 
 def unprivileged(argv):
@@ -46,7 +46,7 @@ def rap(data_dir, *argv):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(RAP_DATA_DIR=str(data_dir), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     start = time.monotonic()
-    done = subprocess.run(unprivileged([sys.executable, "-m", "flows.cli", *argv]), cwd=ROOT,
+    done = subprocess.run(unprivileged([sys.executable, "-m", "rap.flows.cli", *argv]), cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
     return done.returncode, done.stderr, time.monotonic() - start
 
@@ -127,7 +127,7 @@ def test_a_store_missing_only_its_last_block_is_damaged(settings, capsys):
 def test_a_store_duckdb_shrank_itself_is_whole(settings, capsys):
     """After a delete and a checkpoint DuckDB cuts free blocks off the end of the file, so its
     header counts more blocks than the file holds: that is not damage."""
-    from rap_core.store.preflight import check_store
+    from rap.rap_core.store.preflight import check_store
     for batch in range(4):
         with open_store(settings.duckdb_path) as s:
             s.upsert("samples", pl.DataFrame([

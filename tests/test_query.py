@@ -6,8 +6,8 @@ import json
 import polars as pl
 import pytest
 
-from flows import cli
-from rap_core.store import open_store
+from rap.flows import cli
+from rap.rap_core.store import open_store
 
 
 @pytest.fixture(autouse=True)

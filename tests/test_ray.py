@@ -13,11 +13,11 @@ import polars as pl
 import pytest
 from prefect import flow
 
-from rap_core.engines.base import EngineConfigError
-from rap_core.engines.inference import ERROR_SCHEMA, ROLLOUT_SCHEMA, ShardResult
-from rap_core.models import ResolvedModel
-from rap_core.params import RapParams
-from rap_core.store import open_store
+from rap.rap_core.engines.base import EngineConfigError
+from rap.rap_core.engines.inference import ERROR_SCHEMA, ROLLOUT_SCHEMA, ShardResult
+from rap.rap_core.models import ResolvedModel
+from rap.rap_core.params import RapParams
+from rap.rap_core.store import open_store
 from test_crash import RAP, _env, _facts, _kill
 
 pytest.importorskip("prefect_ray")
@@ -88,8 +88,8 @@ class _Future:
 
 def test_a_shard_that_keeps_failing_becomes_errors_and_the_others_are_kept(
         prefect_harness, monkeypatch):
-    import flows.runners as runners
-    from tasks.inference import multimodal_inference
+    import rap.flows.runners as runners
+    from rap.tasks.inference import multimodal_inference
     shards = [pl.DataFrame({"sample_id": [f"s{i}", f"t{i}"]}) for i in range(3)]
     done = [ShardResult(pl.DataFrame([], schema=ROLLOUT_SCHEMA),
                         pl.DataFrame([], schema=ERROR_SCHEMA), engine_s=float(i))
@@ -121,5 +121,5 @@ def test_deployments_name_the_flow_by_module_path():
     from prefect.flows import load_flow_from_entrypoint
     spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "prefect.yaml").read_text())
     entrypoints = {d["entrypoint"] for d in spec["deployments"]}
-    assert entrypoints == {"flows.rap:rap"}
-    assert load_flow_from_entrypoint("flows.rap:rap").fn.__module__ == "flows.rap"
+    assert entrypoints == {"rap.flows.rap:rap"}
+    assert load_flow_from_entrypoint("rap.flows.rap:rap").fn.__module__ == "rap.flows.rap"

@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 
 from conftest import write_png
-from rap_core.keys import sample_id, sha256_bytes
-from rap_core.params import DataSpec
-from rap_core.io.readers import PoolReadError, read_pool
+from rap.rap_core.keys import sample_id, sha256_bytes
+from rap.rap_core.params import DataSpec
+from rap.rap_core.io.readers import PoolReadError, read_pool
 
 
 def rows_of(pool):
@@ -133,10 +133,10 @@ def test_builtin_easy_vqa_slice(tmp_path):
 
 
 def test_each_distinct_image_is_verified_once_per_read(pool_dir, tmp_path, monkeypatch):
-    import rap_core.io.images
+    from rap.rap_core.io import images
     calls = []
-    real = rap_core.io.images.image_format
-    monkeypatch.setattr(rap_core.io.images, "image_format",
+    real = images.image_format
+    monkeypatch.setattr(images, "image_format",
                         lambda data: calls.append(len(data)) or real(data))
     names = ["imgs/a.png", "imgs/b.png", "imgs/broken.png", "imgs/../imgs/a.png"]
     path = write_jsonl(pool_dir / "shared.jsonl", [

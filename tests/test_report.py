@@ -16,10 +16,10 @@ import pytest
 import fakes
 from browser import Browser, chromium_path, not_blank
 from conftest import write_png
-from rap_core.errors import OutputError
-from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
-from rap_core.report import write_report
-from rap_core.store import StoreError
+from rap.rap_core.errors import OutputError
+from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
+from rap.rap_core.report import write_report
+from rap.rap_core.store import StoreError
 from servers import free_port, stop
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -32,7 +32,7 @@ OUTCOMES = [fakes.outcome(2, 0), fakes.outcome(1, 0), fakes.outcome(2, 2),
 
 
 def run(**kw):
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     return run_flow(RapParams(rollout=SMALL, **kw))
 
 
@@ -69,7 +69,7 @@ def selected(prefect_harness, tmp_path_factory):
 @pytest.fixture
 def settings(selected):
     """The module run's settings (not conftest's fresh data folder)."""
-    from rap_core.settings import Settings
+    from rap.rap_core.settings import Settings
     return Settings.from_env()
 
 
@@ -110,7 +110,7 @@ def test_every_run_writes_its_report_page_and_attaches_it(settings, selected):
 
 
 def test_a_page_that_cannot_be_written_costs_the_run_nothing(data_dir, tmp_path, caplog):
-    from rap_core.settings import Settings
+    from rap.rap_core.settings import Settings
     settings = Settings.from_env()  # a data folder of its own
     data = pool_of_pngs(tmp_path, len(OUTCOMES))
     model = ModelSpec(path=fakes.script_pool(data, tmp_path, OUTCOMES))
@@ -136,7 +136,7 @@ def test_cards_are_sampled_per_reason_and_a_moved_image_shows_its_path(settings,
 
 
 def check_sampled_cards(settings, summary, tmp_path, capsys, image):
-    from flows import cli
+    from rap.flows import cli
     out = tmp_path / "one.html"
     assert cli.main(["report", "--run", summary["run_id"], "--per-reason", "1",
                      "--out", str(out)]) == 0
@@ -169,7 +169,7 @@ def test_compare_writes_both_runs_side_by_side(settings, selected, tmp_path):
     summary, data, model = selected
     other = run(mode="retune", lambda_c=-1.0, track=False, export=False)
     out = tmp_path / "compare.html"
-    from flows import cli
+    from rap.flows import cli
     assert cli.main(["compare", summary["run_id"], other["run_id"], "--report", str(out)]) == 0
     groups = cards_of(out.read_text())
     assert set(groups) <= {f"selected by {summary['run_id']} (rap) only",
@@ -231,7 +231,7 @@ def mlflow_ui_command() -> list[str] | None:
                     reason="the full mlflow package is not installed (make install does it)")
 def test_mlflow_ui_shows_the_run_and_its_report(settings, selected, tmp_path):
     summary, _, _ = selected
-    from flows.server import start_mlflow_ui
+    from rap.flows.server import start_mlflow_ui
     port = free_port()
     proc = start_mlflow_ui(settings, "127.0.0.1", port, background=True)
     browser = None

@@ -2,7 +2,7 @@
 
 import torch
 
-from rap_core.engines.sampling import PerRowSampler, rollout_seed, top_p_filter
+from rap.rap_core.engines.sampling import PerRowSampler, rollout_seed, top_p_filter
 
 
 def test_top_p_keeps_the_smallest_set_reaching_the_mass():

@@ -9,12 +9,12 @@ import httpx
 import polars as pl
 import pytest
 
-from rap_core.engines import base as engine_mod
-from rap_core.engines import openai_api
-from rap_core.engines.base import PromptItem, SampleError
-from rap_core.errors import EngineConfigError
-from rap_core.params import DataSpec, EngineConfig, ModelSpec, RapParams, RolloutSettings
-from rap_core.store import open_store
+from rap.rap_core.engines import base as engine_mod
+from rap.rap_core.engines import openai_api
+from rap.rap_core.engines.base import PromptItem, SampleError
+from rap.rap_core.errors import EngineConfigError
+from rap.rap_core.params import DataSpec, EngineConfig, ModelSpec, RapParams, RolloutSettings
+from rap.rap_core.store import open_store
 from servers import Server, served_folder
 
 N, SHARD = 12, 4
@@ -51,7 +51,7 @@ def test_the_server_engine_samples_m_responses_and_matches_transformers_greedily
     engine = openai_api.OpenAIEngine(EngineConfig("openai", server.url, None, 4, 60.0),
                                      lambda: None, str(demo_model_dir), None)
     assert engine.served == server.model  # the only model the server lists
-    from rap_core.engines.hf import HFEngine
+    from rap.rap_core.engines.hf import HFEngine
     local = HFEngine(str(demo_model_dir), "cpu", "float32", None)
     greedy = RolloutSettings(m=2, temperature=0.0, max_new_tokens=32)
     for with_images in (True, False):  # same prompt, image and template as transformers'
@@ -133,7 +133,7 @@ def counts(settings, keys) -> dict:
 
 
 def select(server, rollout: RolloutSettings = ROLLOUT) -> dict:
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     return run_flow(RapParams(data=DataSpec(limit=N), model=served(server), rollout=rollout,
                               shard_size=SHARD, track=False, export=False))
 
@@ -141,7 +141,7 @@ def select(server, rollout: RolloutSettings = ROLLOUT) -> dict:
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_server_stopped_mid_run_leaves_errors_that_the_next_run_completes(
         settings, server, fast_retries):
-    from flows import rap as flow_mod
+    from rap.flows import rap as flow_mod
 
     def stop_after_first_shard(todo, done):
         if done.get("multimodal", 0) >= SHARD:
@@ -200,12 +200,12 @@ def test_select_through_the_server_end_to_end(settings, server):
     # still re-selects
     server.stop()
     loads = engine_mod.load_engine.cache_info().misses
-    from flows.rap import run_flow
+    from rap.flows.rap import run_flow
     retuned = run_flow(RapParams(mode="retune", lambda_c=0.0, track=False, export=False))
     assert engine_mod.load_engine.cache_info().misses == loads
     assert retuned["model_key"] == first["model_key"] and retuned["samples_inferred"] == 0
 
 
 def select_key_of_transformers(settings) -> str:
-    from rap_core.models import resolve_model
+    from rap.rap_core.models import resolve_model
     return resolve_model(ModelSpec(), settings, log=lambda _: None).model_key

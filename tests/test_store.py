@@ -4,7 +4,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from rap_core.store import SQL_DIR, StoreError, open_store
+from rap.rap_core.store import SQL_DIR, StoreError, open_store
 
 FRAMES = {
     "samples": pl.DataFrame({"sample_id": ["a", "b"], "question": ["q1", "q2"],
@@ -94,7 +94,7 @@ V2_LAYOUT = [  # schema 3 back to schema 2: one column per stage, no method
 
 
 def test_a_schema_1_store_is_upgraded_in_place(tmp_path):
-    from rap_core.store import db as store_mod
+    from rap.rap_core.store import db as store_mod
     path = tmp_path / "s.duckdb"
     with open_store(path) as store:  # written, then taken back to schema 1's columns
         store.upsert("samples", FRAMES["samples"])

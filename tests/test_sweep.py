@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 import fakes
-from rap_core.errors import SweepError
-from rap_core.sweep import make_grid, values_of
+from rap.rap_core.errors import SweepError
+from rap.rap_core.sweep import make_grid, values_of
 
 
 def test_values_are_lists_or_inclusive_ranges():
@@ -40,7 +40,7 @@ def refused(argv):
     import contextlib
     import io
 
-    from flows import cli
+    from rap.flows import cli
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert cli.main(argv) == 2
@@ -49,15 +49,15 @@ def refused(argv):
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_every_point_is_what_retune_stores(settings, tmp_path):
-    from flows import cli
-    from flows.rap import run_flow
-    from rap_core.engines import base as engine_mod
-    from rap_core.estimators.stored import run_funnel
-    from rap_core.io.readers import read_pool
-    from rap_core.io.spec import question_type
-    from rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
-    from rap_core.store import open_store
-    from rap_core.sweep import is_current, sweep
+    from rap.flows import cli
+    from rap.flows.rap import run_flow
+    from rap.rap_core.engines import base as engine_mod
+    from rap.rap_core.estimators.stored import run_funnel
+    from rap.rap_core.io.readers import read_pool
+    from rap.rap_core.io.spec import question_type
+    from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings, Thresholds
+    from rap.rap_core.store import open_store
+    from rap.rap_core.sweep import is_current, sweep
     n = 24
     answers = read_pool(DataSpec(limit=n), tmp_path / "c").samples["answer"]
     pattern = [(2, 1), (1, 1), (2, 2), (1, 0), (2, 0)]  # D = 0.5, 0, 0, 0.5, 1 at M = 2
@@ -111,6 +111,8 @@ def test_every_point_is_what_retune_stores(settings, tmp_path):
     assert cli.main(["sweep", "--run", base["run_id"], "--lambda-c", "0:0.8:0.4", "--out",
                      str(out), "--report", str(page)]) == 0
     assert pl.read_csv(out).height == 3
+    # a grid that selects nothing anywhere: its null scores still print
+    assert cli.main(["sweep", "--run", base["run_id"], "--lambda-c", "1.5,2"]) == 0
     assert json.loads((tmp_path / "sweep.csv.manifest.json").read_text())["format"] == "sweep"
     html = page.read_text()
     assert "rows after each stage against lambda_c" in html and "the run: 0.5" in html
@@ -127,8 +129,8 @@ def test_every_point_is_what_retune_stores(settings, tmp_path):
         "rap: error: --lambda-c 'x': Input should be a valid number, unable to parse string "
         "as a number"]
     # as a command of its own: no Prefect, no model stack, no MLflow imported
-    code = ("import sys; import flows.cli\n"
-            "assert flows.cli.main(['sweep', '--lambda-c', '0.5,0.6']) == 0\n"
+    code = ("import sys; import rap.flows.cli\n"
+            "assert rap.flows.cli.main(['sweep', '--lambda-c', '0.5,0.6']) == 0\n"
             "print(sorted(m for m in ('prefect', 'torch', 'transformers', 'mlflow') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

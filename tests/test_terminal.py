@@ -6,9 +6,9 @@ import io
 import pytest
 from rich.console import Console
 
-from flows.terminal import PhaseBars, TrainingBars, bars, terminal_progress
+from rap.flows.terminal import PhaseBars, TrainingBars, bars, terminal_progress
 from test_flow import SIX, SMALL, run, scripted_easy_vqa
-from rap_core.io.spec import DataSpec
+from rap.rap_core.io.spec import DataSpec
 
 
 def test_no_bars_when_not_a_terminal():
@@ -18,18 +18,18 @@ def test_no_bars_when_not_a_terminal():
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_run_moves_one_bar_per_phase_to_its_end(settings, tmp_path):
-    import flows.rap
+    from rap.flows import rap as flow_module
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     seen = []
     with terminal_progress(console) as progress:
         listener = PhaseBars(progress)
-        flows.rap.PROGRESS_LISTENERS.append(lambda todo, done: (seen.append(dict(done)),
+        flow_module.PROGRESS_LISTENERS.append(lambda todo, done: (seen.append(dict(done)),
                                                                 listener(todo, done)))
         try:
             summary = run(data=DataSpec(limit=6), model=scripted_easy_vqa(tmp_path, SIX),
                           rollout=SMALL, track=False, export=False)
         finally:
-            flows.rap.PROGRESS_LISTENERS.clear()
+            flow_module.PROGRESS_LISTENERS.clear()
     assert summary["samples_inferred"] == 6
     tasks = {t.description: (t.completed, t.total) for t in progress.tasks}
     # SIX's last sample has no right multimodal answer: no text-only rollouts for it

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from rap_core.engines import base as engine_mod
-from rap_core.engines.base import PromptItem
-from rap_core.errors import EngineConfigError
-from rap_core.params import EngineConfig, RolloutSettings
+from rap.rap_core.engines import base as engine_mod
+from rap.rap_core.engines.base import PromptItem
+from rap.rap_core.errors import EngineConfigError
+from rap.rap_core.params import EngineConfig, RolloutSettings
 
 
 @dataclass

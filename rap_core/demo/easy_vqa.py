@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rap_core.io.spec import COLORS, QUESTION_TYPES, SHAPES, question_type  # noqa: F401
+from rap.rap_core.io.spec import COLORS, QUESTION_TYPES, SHAPES, question_type  # noqa: F401
 
 _NEGATION = re.compile(r"\b(not|no)\b")
 

@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from rap_core.demo.easy_vqa import Question
-from rap_core.grading import grade
+from rap.rap_core.demo.easy_vqa import Question
+from rap.rap_core.grading import grade
 
 
 @dataclass(frozen=True)

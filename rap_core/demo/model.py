@@ -8,8 +8,8 @@ weights trained by the current recipe ship with rap, so it is trained here only 
 demo-model --retrain` (into the data folder), or when the shipped files do not match the
 recipe. After changing the recipe, regenerate the shipped files (a test fails until then):
 
-    python -m rap_core.demo.model               # trains by the recipe (~4.5 min on 2 cores)
-    python -m rap_core.demo.model --from DIR    # or ships a folder trained by it already
+    python -m rap.rap_core.demo.model               # trains by the recipe (~4.5 min on 2 cores)
+    python -m rap.rap_core.demo.model --from DIR    # or ships a folder trained by it already
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from typing import Callable
 
 import numpy as np
 
-from rap_core.demo.recipe import (DEMO_MODEL_VERSION, META_FILE, SHIPPED_DIR, Recipe,
+from rap.rap_core.demo.recipe import (DEMO_MODEL_VERSION, META_FILE, SHIPPED_DIR, Recipe,
                                   demo_model_dir, file_hashes, locate_demo_model, read_meta,
                                   recipe_hash, shipped_problem)
-from rap_core.demo.easy_vqa import (COLORS, SHAPES, TRAIN_HINTS, Question, image_facts,
+from rap.rap_core.demo.easy_vqa import (COLORS, SHAPES, TRAIN_HINTS, Question, image_facts,
                                     load_split, response, stated_fact, with_hint)
-from rap_core.engines.checkpoints import upgrade_rap_folder, write_stock_processor_files
-from rap_core.errors import ModelLoadError
+from rap.rap_core.engines.checkpoints import upgrade_rap_folder, write_stock_processor_files
+from rap.rap_core.errors import ModelLoadError
 
 __all__ = ["DEMO_MODEL_VERSION", "META_FILE", "Recipe", "demo_model_dir", "read_meta",
            "obtain_demo_model", "train_demo_model"]
@@ -38,7 +38,7 @@ __all__ = ["DEMO_MODEL_VERSION", "META_FILE", "Recipe", "demo_model_dir", "read_
 def training_examples(questions: list[Question], recipe: Recipe,
                       seed: int | None = None) -> list:
     """One example per question: image kept or removed, hint added or not, by a seeded draw."""
-    from rap_core.demo.training import Example  # torch: only when training
+    from rap.rap_core.demo.training import Example  # torch: only when training
     rng = np.random.default_rng(recipe.seed if seed is None else seed)
     facts = image_facts(questions)
     text_only = rng.random(len(questions)) < recipe.text_only_share
@@ -65,7 +65,7 @@ def vision_targets(questions: list[Question]) -> tuple[list[str], dict[str, list
 
 def new_model(recipe: Recipe):
     """Random-init model and its processor (the project's offline tokenizer)."""
-    from rap_core.demo.tiny_model import build_model, build_processor
+    from rap.rap_core.demo.tiny_model import build_model, build_processor
     side = recipe.image_side
     processor = build_processor("qwen2_vl", min_pixels=side * side, max_pixels=side * side,
                                 patch_size=recipe.patch_size)
@@ -98,7 +98,7 @@ def train_demo_model(out_dir: Path, recipe: Recipe = Recipe(),
     """Train, evaluate on the test split, save; returns the metadata written beside it."""
     import torch
 
-    from rap_core.demo.training import pretrain_vision, train
+    from rap.rap_core.demo.training import pretrain_vision, train
     started = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.threads)
@@ -147,10 +147,10 @@ def greedy_accuracy(model, processor, questions: list[Question], with_images: bo
 def greedy_correct(model, processor, questions: list[Question], with_images: bool,
                    batch_size: int = 64) -> list[bool]:
     """Per question: is the greedy answer right (graded as CDE grades)?"""
-    from rap_core.engines.base import PromptItem
-    from rap_core.grading import grade
-    from rap_core.engines.hf import HFEngine
-    from rap_core.params import RolloutSettings
+    from rap.rap_core.engines.base import PromptItem
+    from rap.rap_core.grading import grade
+    from rap.rap_core.engines.hf import HFEngine
+    from rap.rap_core.params import RolloutSettings
     processor.tokenizer.padding_side = "left"
     engine = HFEngine.from_loaded(model, processor)
     rollout = RolloutSettings(m=1, temperature=0.0, max_new_tokens=24)
@@ -185,7 +185,7 @@ def progress_reporter(emit: Callable[[str], None], every: float = 0.1):
 
 def log_demo_model(settings, model_dir: Path, meta: dict) -> str:
     """Record a training of the demo model (recipe, test accuracy, loss curve) in MLflow."""
-    from rap_core.tracking import log_record
+    from rap.rap_core.tracking import log_record
     acc = meta["test_accuracy"]
     return log_record(
         settings, "-demo-model", model_dir.name,
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     """Regenerate the shipped demo model (see the module docstring)."""
     import argparse
     import tempfile
-    parser = argparse.ArgumentParser(prog="python -m rap_core.demo.model",
+    parser = argparse.ArgumentParser(prog="python -m rap.rap_core.demo.model",
                                      description="regenerate the shipped demo model")
     parser.add_argument("--from", dest="source", type=Path,
                         help="a folder trained by the current recipe (default: train one now)")

@@ -6,7 +6,7 @@ record to the training metadata: the recipe's hash and the sha256 of every file.
 folder is used only while both match (a changed recipe, or an edited, truncated or missing
 file, would otherwise pass for the demo model), and is never written to. A folder trained by
 `rap demo-model --retrain` in the data folder is used instead when there is one.
-After changing the recipe, regenerate the shipped files: python -m rap_core.demo.model
+After changing the recipe, regenerate the shipped files: python -m rap.rap_core.demo.model
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rap_core.engines.checkpoints import DEMO_MARKER
-from rap_core.errors import ModelLoadError
-from rap_core.keys import sha256_file, short_hash
+from rap.rap_core.engines.checkpoints import DEMO_MARKER
+from rap.rap_core.errors import ModelLoadError
+from rap.rap_core.keys import sha256_file, short_hash
 
 DEMO_MODEL_VERSION = "easy-vqa-demo-v1"
 META_FILE = DEMO_MARKER
 SHIPPED_DIR = Path(__file__).resolve().parent / DEMO_MODEL_VERSION
-REGENERATE = "python -m rap_core.demo.model"
+REGENERATE = "python -m rap.rap_core.demo.model"
 
 
 @dataclass(frozen=True)

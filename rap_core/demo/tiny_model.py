@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from rap_core.engines.checkpoints import (TINY_MARKER, upgrade_rap_folder, write_json,
+from rap.rap_core.engines.checkpoints import (TINY_MARKER, upgrade_rap_folder, write_json,
                                   write_stock_processor_files)
 
 TINY_MODEL_VERSION = "tiny-qwen2-vl-v1"
@@ -60,7 +60,7 @@ def build_processor(family: str = "qwen2_vl", min_pixels: int = 112 * 112,
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
-    from rap_core.engines.hf_loading import FAMILIES
+    from rap.rap_core.engines.hf_loading import FAMILIES
     vocab, merges = _train_tokenizer()
     tok = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>",
                          pad_token="<|endoftext|>", unk_token=None)
@@ -96,7 +96,7 @@ def build_model(tokenizer, seed: int, family: str = "qwen2_vl", text: dict | Non
     import torch
     import transformers
 
-    from rap_core.engines.hf_loading import FAMILIES
+    from rap.rap_core.engines.hf_loading import FAMILIES
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     text = {**TEXT_CONFIG, "vocab_size": len(tokenizer), **(text or {}),
             "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],

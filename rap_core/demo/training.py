@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rap_core.io.prompts import build_messages
+from rap.rap_core.io.prompts import build_messages
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Encoder:
 
     def image(self, path: str) -> tuple[torch.Tensor, torch.Tensor]:
         if path not in self._images:
-            from rap_core.io.images import load_rgb  # as the engine opens them
+            from rap.rap_core.io.images import load_rgb  # as the engine opens them
             out = self.processor.image_processor(images=[load_rgb(path)], return_tensors="pt")
             self._images[path] = (out["pixel_values"], out["image_grid_thw"])
         return self._images[path]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rap_core.demo.easy_vqa import TRAIN_HINTS, UNSEEN_HINTS, load_split, with_hint
+from rap.rap_core.demo.easy_vqa import TRAIN_HINTS, UNSEEN_HINTS, load_split, with_hint
 
 GROUP_ORDER = ("yes/no", "color", "shape", "planted")
 

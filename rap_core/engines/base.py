@@ -13,9 +13,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from rap_core.params import EngineConfig, RolloutSettings
-from rap_core.errors import EngineConfigError
-from rap_core.io.prompts import build_messages
+from rap.rap_core.params import EngineConfig, RolloutSettings
+from rap.rap_core.errors import EngineConfigError
+from rap.rap_core.io.prompts import build_messages
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from rap_core.errors import ModelLoadError
+from rap.rap_core.errors import ModelLoadError
 
 SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 # files that mark a folder as written by rap (demo.recipe.META_FILE, demo.tiny_model.MARKER_FILE):

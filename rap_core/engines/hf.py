@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList
 
-from rap_core.engines.attention_stats import column_log_sums, reduce_heads
-from rap_core.engines.base import EngineConfigError, PromptItem, Response, SampleError
-from rap_core.engines.hf_loading import load_model_and_processor
-from rap_core.params import RolloutSettings
-from rap_core.io.images import load_rgb
-from rap_core.engines.sampling import PerRowSampler, rollout_seed
+from rap.rap_core.engines.attention_stats import column_log_sums, reduce_heads
+from rap.rap_core.engines.base import EngineConfigError, PromptItem, Response, SampleError
+from rap.rap_core.engines.hf_loading import load_model_and_processor
+from rap.rap_core.params import RolloutSettings
+from rap.rap_core.io.images import load_rgb
+from rap.rap_core.engines.sampling import PerRowSampler, rollout_seed
 
 
 def _load_images(paths: tuple[str, ...], max_pixels: int | None = None):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
-from rap_core.engines.checkpoints import model_family, upgrade_rap_folder
+from rap.rap_core.engines.checkpoints import model_family, upgrade_rap_folder
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
@@ -44,7 +44,7 @@ def load_model_and_processor(model_dir: Path, device: str, dtype: str):
     import torch
     import transformers
 
-    from rap_core.engines.attention import NAME as final_layer_eager
+    from rap.rap_core.engines.attention import NAME as final_layer_eager
     family = model_family(model_dir)
     upgrade_rap_folder(model_dir)
     model_cls_name = FAMILIES[family][0]

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from rap_core.engines.base import Engine, PromptItem, SampleError, run_isolated
-from rap_core.grading import grade
-from rap_core.params import RolloutSettings
+from rap.rap_core.engines.base import Engine, PromptItem, SampleError, run_isolated
+from rap.rap_core.grading import grade
+from rap.rap_core.params import RolloutSettings
 
 CONDITIONS = {"text_only": ("text", False), "multimodal": ("mm", True)}
 ROLLOUT_SCHEMA = {"sample_id": pl.String, "model_key": pl.String, "settings_key": pl.String,

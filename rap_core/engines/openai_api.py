@@ -22,10 +22,10 @@ from typing import Callable
 
 import httpx
 
-from rap_core.engines.base import Engine, PromptItem, Response, SampleError
-from rap_core.engines.sampling import rollout_seed
-from rap_core.errors import EngineConfigError
-from rap_core.params import EngineConfig, RolloutSettings
+from rap.rap_core.engines.base import Engine, PromptItem, Response, SampleError
+from rap.rap_core.engines.sampling import rollout_seed
+from rap.rap_core.errors import EngineConfigError
+from rap.rap_core.params import EngineConfig, RolloutSettings
 
 log = logging.getLogger(__name__)
 

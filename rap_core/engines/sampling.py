@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-from rap_core.keys import short_hash
+from rap.rap_core.keys import short_hash
 
 
 def rollout_seed(seed: int, sample_id: str, condition: str, index: int) -> int:

@@ -16,11 +16,11 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from rap_core.engines.base import Engine, PromptItem, Response, SampleError
-from rap_core.engines.sampling import rollout_seed
-from rap_core.errors import EngineConfigError
-from rap_core.io.images import load_rgb
-from rap_core.params import RolloutSettings
+from rap.rap_core.engines.base import Engine, PromptItem, Response, SampleError
+from rap.rap_core.engines.sampling import rollout_seed
+from rap.rap_core.errors import EngineConfigError
+from rap.rap_core.io.images import load_rgb
+from rap.rap_core.params import RolloutSettings
 
 # share of the GPU vLLM may take for weights and KV cache
 GPU_MEMORY = float(os.environ.get("RAP_VLLM_GPU_MEMORY", "0.85"))
@@ -36,7 +36,7 @@ class VllmEngine:
             raise EngineConfigError(
                 f"engine vllm needs vLLM importable beside rap ({type(exc).__name__}: {exc}); "
                 "or serve the model with `vllm serve` and use --engine openai") from exc
-        from rap_core.engines.hf_loading import load_processor
+        from rap.rap_core.engines.hf_loading import load_processor
         self.path, self.system_prompt = path, system_prompt
         self.processor = load_processor(Path(path))
         self._make = lambda: LLM(model=path, dtype=dtype, seed=0,

@@ -10,8 +10,8 @@ from typing import Literal
 import polars as pl
 from pydantic import BaseModel, Field
 
-from rap_core.estimators.base import Filter, register
-from rap_core.store import sql
+from rap.rap_core.estimators.base import Filter, register
+from rap.rap_core.store import sql
 
 
 class AceThresholds(BaseModel):

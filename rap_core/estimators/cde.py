@@ -6,8 +6,8 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, Field
 
-from rap_core.estimators.base import Filter, register
-from rap_core.store import sql
+from rap.rap_core.estimators.base import Filter, register
+from rap.rap_core.store import sql
 
 
 class CdeThresholds(BaseModel):

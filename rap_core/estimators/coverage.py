@@ -24,8 +24,8 @@ from typing import Annotated
 import polars as pl
 from pydantic import BaseModel, Field, StringConstraints
 
-from rap_core.estimators.base import Context, Rebalancer, register
-from rap_core.io.groups import AUTO
+from rap.rap_core.estimators.base import Context, Rebalancer, register
+from rap.rap_core.io.groups import AUTO
 
 GroupKey = Annotated[str, StringConstraints(min_length=1, max_length=200,
                                             pattern=r"^[^\x00-\x1f\x7f]+$")]

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import polars as pl
 from pydantic import BaseModel, Field
 
-from rap_core.estimators.base import Context, Rebalancer, register
+from rap.rap_core.estimators.base import Context, Rebalancer, register
 
 POOLS = ("all_rejected", "cde_rejected")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, Field
 
-from rap_core.estimators.base import Filter, Method, register
-from rap_core.store import sql
+from rap.rap_core.estimators.base import Filter, Method, register
+from rap.rap_core.store import sql
 
 
 class PassBandThresholds(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, Field
 
-from rap_core.estimators.base import Context, Method, Rebalancer, register
+from rap.rap_core.estimators.base import Context, Method, Rebalancer, register
 
 
 class RandomThresholds(BaseModel):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel
 
-from rap_core.estimators.base import FACT_INPUTS, Context, Plan, thresholds_for
-from rap_core.io.groups import NO_GROUP
+from rap.rap_core.estimators.base import FACT_INPUTS, Context, Plan, thresholds_for
+from rap.rap_core.io.groups import NO_GROUP
 
 DECISION_COLUMNS = ["source_row", "sample_id", "state", "stage", "reason", "detail", "passed",
                     "acc_mm", "acc_text", "d", "psi", "difficulty", "group_name"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel
 
-from rap_core.estimators.base import Plan, thresholds_for
-from rap_core.io.groups import AUTO, DERIVED, resolve_group_by
-from rap_core.keys import FactKeys
-from rap_core.store import Store, StoreError, open_store
+from rap.rap_core.estimators.base import Plan, thresholds_for
+from rap.rap_core.io.groups import AUTO, DERIVED, resolve_group_by
+from rap.rap_core.keys import FactKeys
+from rap.rap_core.store import Store, StoreError, open_store
 
 _PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
 
@@ -78,7 +78,7 @@ def run_funnel(store: Store, run_id: str) -> dict:
 
 def run_coverage(store: Store, run_id: str, floor: float = 0.0) -> pl.DataFrame:
     """A run's composition per group, largest first, with floors and shortfalls at F."""
-    from rap_core.estimators.coverage import with_floors
+    from rap.rap_core.estimators.coverage import with_floors
     return with_floors(store.query("queries/coverage_of_run", run_id=run_id), floor)
 
 
@@ -105,7 +105,7 @@ def counts(funnel: dict) -> dict:
 def check_group_by(params, duckdb_path: Path) -> None:
     """A group key the run names must exist: a column of the pool (select), or one stored for
     the base run's pool (retune). PoolReadError or StoreError, before anything runs."""
-    from rap_core.io.readers import has_column, missing_group_column
+    from rap.rap_core.io.readers import has_column, missing_group_column
     group_by = params.thresholds.group_by
     if params.mode == "select":
         if group_by != AUTO and group_by not in DERIVED and not has_column(params.data, group_by):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 
-from rap_core.grading import math_judge
+from rap.rap_core.grading import math_judge
 
 GRADER_VERSION = "grader-v3"
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
-from rap_core.keys import sha256_bytes
-from rap_core.io.outputs import (Claim, OutputError, claim, finish, manifest_record,
+from rap.rap_core.keys import sha256_bytes
+from rap.rap_core.io.outputs import (Claim, OutputError, claim, finish, manifest_record,
                               refuse_forbidden, writing)
-from rap_core.io.prompts import IMAGE_PLACEHOLDER, count_placeholders
+from rap.rap_core.io.prompts import IMAGE_PLACEHOLDER, count_placeholders
 
 EXPORT_FORMATS = ("easyr1", "verl", "openrlhf", "hf")
 IMAGE_STRUCT = pl.Struct({"bytes": pl.Binary, "path": pl.String})

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rap_core.io.prompts import count_placeholders
+from rap.rap_core.io.prompts import count_placeholders
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Violation:
 
 
 def _decodable(data: bytes) -> bool:
-    from rap_core.io.images import image_format
+    from rap.rap_core.io.images import image_format
     try:
         image_format(data)
         return True

@@ -11,7 +11,7 @@ row, so a retune can group by any of them without reading the pool again.
 
 from __future__ import annotations
 
-from rap_core.grading import answer_kind
+from rap.rap_core.grading import answer_kind
 
 AUTO = "auto"
 NO_GROUP = "(none)"

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rap_core.keys import sha256_file
-from rap_core.errors import OutputError
+from rap.rap_core.keys import sha256_file
+from rap.rap_core.errors import OutputError
 
 # What rap itself keeps in the data folder (Settings); an output never lands in or on these.
 PROJECT_ENTRIES = ("rap.duckdb", "rap.duckdb.wal", "rap.duckdb.tmp", "rap.lock", "mlflow.db",

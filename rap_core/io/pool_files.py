@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from rap_core.io.spec import EASY_VQA_DEFAULT_ROWS, question_type
-from rap_core.errors import PoolReadError
+from rap.rap_core.io.spec import EASY_VQA_DEFAULT_ROWS, question_type
+from rap.rap_core.errors import PoolReadError
 
 
 def easy_vqa_rows(limit: int | None):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from rap_core.keys import sha256_bytes
+from rap.rap_core.keys import sha256_bytes
 
 
 class RowError(Exception):
@@ -83,7 +83,7 @@ def _image_file(ref: str, base_dir: Path, allow_outside: bool,
 
 
 def _check_decodable(data: bytes) -> str:
-    from rap_core.io.images import image_format
+    from rap.rap_core.io.images import image_format
     try:
         return image_format(data)
     except Exception as exc:

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import polars as pl
 
-from rap_core.keys import sample_id, short_hash
-from rap_core.io.spec import BUILTIN_DATA, DataSpec
-from rap_core.io.groups import AUTO, DERIVED, column_value, columns_to_read, row_groups
-from rap_core.io.pool_files import BadRow, PoolReadError, easy_vqa_rows, file_rows
-from rap_core.io.layouts import Layout, RawSample, detect_layout
-from rap_core.io.pool_images import RowError, image_record, storable, unicode_text
-from rap_core.io.prompts import IMAGE_PLACEHOLDER, count_placeholders
+from rap.rap_core.keys import sample_id, short_hash
+from rap.rap_core.io.spec import BUILTIN_DATA, DataSpec
+from rap.rap_core.io.groups import AUTO, DERIVED, column_value, columns_to_read, row_groups
+from rap.rap_core.io.pool_files import BadRow, PoolReadError, easy_vqa_rows, file_rows
+from rap.rap_core.io.layouts import Layout, RawSample, detect_layout
+from rap.rap_core.io.pool_images import RowError, image_record, storable, unicode_text
+from rap.rap_core.io.prompts import IMAGE_PLACEHOLDER, count_placeholders
 
 SAMPLE_SCHEMA = {"sample_id": pl.String, "question": pl.String, "answer": pl.String,
                  "image_paths": pl.List(pl.String), "image_sha256": pl.List(pl.String),

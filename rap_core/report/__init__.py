@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rap_core.io.outputs import claim, finish, manifest_record, writing
-from rap_core.report.page import GENERATOR, compare_report, run_report
-from rap_core.settings import Settings
-from rap_core.store import open_store
+from rap.rap_core.io.outputs import claim, finish, manifest_record, writing
+from rap.rap_core.report.page import GENERATOR, compare_report, run_report
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import open_store
 
 __all__ = ["GENERATOR", "write_report", "write_compare_report", "write_sweep_report"]
 
@@ -53,6 +53,6 @@ def write_compare_report(settings: Settings, run_a: str, run_b: str, out: Path,
 
 def write_sweep_report(settings: Settings, found, out: str | Path, force: bool = False) -> dict:
     """Write a sweep's page (rap_core/report/sweep_page.py) to out; returns its manifest."""
-    from rap_core.report.sweep_page import sweep_page
+    from rap.rap_core.report.sweep_page import sweep_page
     return _write(sweep_page(found), Path(out).expanduser(), settings, force, None,
                   run_id=found.run_id, points=found.table.height)

@@ -18,11 +18,11 @@ from html import escape
 import numpy as np
 import polars as pl
 
-from rap_core.charts import axis_title, split_scores, threshold_cuts
-from rap_core.estimators.stored import reason_label
-from rap_core.params import dotted
-from rap_core.report import svg
-from rap_core.store.records import SelectionRun
+from rap.rap_core.charts import axis_title, split_scores, threshold_cuts
+from rap.rap_core.estimators.stored import reason_label
+from rap.rap_core.params import dotted
+from rap.rap_core.report import svg
+from rap.rap_core.store.records import SelectionRun
 
 GENERATOR = "rap report"
 THUMB_PX = 160  # longest side of an embedded thumbnail
@@ -128,7 +128,7 @@ def distributions(run: SelectionRun, scores: pl.DataFrame) -> str:
 def composition(run: SelectionRun, coverage: pl.DataFrame) -> str:
     """The run's composition per group: the chart, the under-represented groups and, with a
     coverage floor, each group's floor and shortfall."""
-    from rap_core.estimators.coverage import largest, under_represented
+    from rap.rap_core.estimators.coverage import largest, under_represented
     th = run.thresholds
     group_by, floor = th.get("group_by", "group"), th.get("coverage_floor", 0.0)
     shown = largest(coverage, 12)
@@ -200,7 +200,7 @@ def page(title: str, header: str, counts: dict[str, int], sections: str) -> str:
 
 def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) -> tuple[str, dict]:
     """The page of one run (the latest when run_id is None), and figures about it."""
-    from rap_core.estimators.stored import run_coverage, run_funnel
+    from rap.rap_core.estimators.stored import run_coverage, run_funnel
     run = store.selection_run(run_id, "report")
     funnel = run_funnel(store, run.run_id)
     coverage = run_coverage(store, run.run_id, run.thresholds.get("coverage_floor", 0.0))
@@ -243,7 +243,7 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
 def compare_report(store, run_a: str, run_b: str, per_group: int = 8,
                    seed: int = 0) -> tuple[str, dict]:
     """Two runs on one pool side by side: what each selected that the other did not."""
-    from rap_core.compare import compare_runs
+    from rap.rap_core.compare import compare_runs
     found = compare_runs(store, run_a, run_b)
     a, b = found["a"], found["b"]
     rows = store.query("queries/report_compare_cards", run_a=a.run_id, run_b=b.run_id,

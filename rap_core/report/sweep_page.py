@@ -10,9 +10,9 @@ from html import escape
 
 import polars as pl
 
-from rap_core.report import svg
-from rap_core.report.page import _table, document
-from rap_core.sweep import Sweep
+from rap.rap_core.report import svg
+from rap.rap_core.report.page import _table, document
+from rap.rap_core.sweep import Sweep
 
 
 def _same(a, b) -> bool:

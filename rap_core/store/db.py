@@ -15,8 +15,8 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-from rap_core.errors import StoreDamaged, StoreError
-from rap_core.store.records import SelectionRun
+from rap.rap_core.errors import StoreDamaged, StoreError
+from rap.rap_core.store.records import SelectionRun
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 SCHEMA_VERSION = "5"
@@ -182,7 +182,7 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             if "lock" not in str(exc).lower():
                 raise StoreError(f"cannot open {path}: {exc}") from exc
             if time.monotonic() >= deadline:
-                from rap_core.store.lock import describe, holder
+                from rap.rap_core.store.lock import describe, holder
                 raise StoreError(
                     f"{path} is in use by another process ({describe(holder(path.parent))} "
                     f"holds the run lock) and stayed so for {LOCK_WAIT_S[read_only]:.0f} s; "

@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rap_core.errors import StoreBusy, StoreError
+from rap.rap_core.errors import StoreBusy, StoreError
 
 
 _HANDED_DOWN: dict[Path, int] = {}  # folders locked with hand_down, and how many hold them

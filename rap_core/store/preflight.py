@@ -10,8 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from rap_core.settings import Settings
-from rap_core.store import StoreError, check_whole
+from rap.rap_core.settings import Settings
+from rap.rap_core.store import StoreError, check_whole
 
 # folders under the data folder that a run writes into, when they exist
 WRITTEN_FOLDERS = ("prefect", "images", "exports", "models")

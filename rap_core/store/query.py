@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from rap_core.io.outputs import OutputError, claim, finish, manifest_record, writing
-from rap_core.errors import QueryRefused
+from rap.rap_core.io.outputs import OutputError, claim, finish, manifest_record, writing
+from rap.rap_core.errors import QueryRefused
 
 LOCKDOWN = ("SET enable_external_access = false", "SET autoinstall_known_extensions = false",
             "SET autoload_known_extensions = false", "SET lock_configuration = true")

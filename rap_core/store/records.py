@@ -8,7 +8,7 @@ from datetime import datetime
 import polars as pl
 from pydantic import BaseModel
 
-from rap_core.keys import FactKeys
+from rap.rap_core.keys import FactKeys
 
 
 class SelectionRun(BaseModel):

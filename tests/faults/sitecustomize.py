@@ -24,7 +24,7 @@ class _WrapInferenceTasks(importlib.abc.MetaPathFinder):
     """Wraps tasks.inference's load_engine once that module is executed."""
 
     def find_spec(self, name, path, target=None):
-        if name != "tasks.inference":
+        if name != "rap.tasks.inference":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

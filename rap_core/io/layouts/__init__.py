@@ -3,13 +3,13 @@ DataSpec.format, or detected from the first row's columns)."""
 
 from __future__ import annotations
 
-from rap_core.errors import PoolReadError
-from rap_core.io.layouts.base import Layout, RawSample, as_list
-from rap_core.io.layouts.columns import EASYR1, HF
-from rap_core.io.layouts.mmeureka import MMEUREKA
-from rap_core.io.layouts.openrlhf import OPENRLHF
-from rap_core.io.layouts.verl import VERL
-from rap_core.io.spec import DataSpec
+from rap.rap_core.errors import PoolReadError
+from rap.rap_core.io.layouts.base import Layout, RawSample, as_list
+from rap.rap_core.io.layouts.columns import EASYR1, HF
+from rap.rap_core.io.layouts.mmeureka import MMEUREKA
+from rap.rap_core.io.layouts.openrlhf import OPENRLHF
+from rap.rap_core.io.layouts.verl import VERL
+from rap.rap_core.io.spec import DataSpec
 
 LAYOUTS = {layout.name: layout for layout in (MMEUREKA, OPENRLHF, VERL, EASYR1, HF)}
 __all__ = ["LAYOUTS", "Layout", "RawSample", "as_list", "detect_layout"]

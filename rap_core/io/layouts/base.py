@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from rap_core.io.spec import DataSpec
+from rap.rap_core.io.spec import DataSpec
 
 
 @dataclass

@@ -3,8 +3,8 @@ the text with <image> placeholders in place of image items, and the image refere
 
 from __future__ import annotations
 
-from rap_core.io.prompts import IMAGE_PLACEHOLDER
-from rap_core.io.pool_images import RowError
+from rap.rap_core.io.prompts import IMAGE_PLACEHOLDER
+from rap.rap_core.io.pool_images import RowError
 
 
 def chat_text(content, where: str) -> tuple[str, list]:

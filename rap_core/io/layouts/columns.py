@@ -3,8 +3,8 @@ Parquet, or a datasets folder with an Image feature)."""
 
 from __future__ import annotations
 
-from rap_core.io.layouts.base import Layout, RawSample, as_list
-from rap_core.io.spec import DataSpec
+from rap.rap_core.io.layouts.base import Layout, RawSample, as_list
+from rap.rap_core.io.spec import DataSpec
 
 
 def read(raw: dict, spec: DataSpec) -> RawSample:

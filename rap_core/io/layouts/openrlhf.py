@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from rap_core.io.layouts.base import Layout, RawSample
-from rap_core.io.layouts.chat import from_chat
-from rap_core.io.pool_images import RowError
-from rap_core.io.spec import DataSpec
+from rap.rap_core.io.layouts.base import Layout, RawSample
+from rap.rap_core.io.layouts.chat import from_chat
+from rap.rap_core.io.pool_images import RowError
+from rap.rap_core.io.spec import DataSpec
 
 
 def read(raw: dict, spec: DataSpec) -> RawSample:

@@ -3,9 +3,9 @@ extra_info.index."""
 
 from __future__ import annotations
 
-from rap_core.io.layouts.base import Layout, RawSample, as_list
-from rap_core.io.layouts.chat import from_chat
-from rap_core.io.spec import DataSpec
+from rap.rap_core.io.layouts.base import Layout, RawSample, as_list
+from rap.rap_core.io.layouts.chat import from_chat
+from rap.rap_core.io.spec import DataSpec
 
 
 def read(raw: dict, spec: DataSpec) -> RawSample:
