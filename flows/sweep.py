@@ -50,29 +50,25 @@ def format_sweep(found) -> str:
     """The grid as one terminal table, the missing facts named once under it."""
     import polars as pl
 
-    from rap.rap_core.sweep import is_current
+    from rap.rap_core.sweep import is_current, shown
     table = found.table
     mark = [("*" if is_current(r, found.current) else "") for r in table.iter_rows(named=True)]
-    shown = table.select(
+    printed = table.select(
         pl.Series("", mark), "method",
-        *[pl.col(n).map_elements(_value, return_dtype=pl.String) for n in found.swept],
+        *[pl.col(n).map_elements(shown, return_dtype=pl.String) for n in found.swept],
         *[c for c in table.columns if c.startswith("after_")], "selected", "readmitted",
         "errors", pl.col("mean_difficulty").round(3),
         pl.col("lowest_ratio").round(2), "lowest_group")
     if len(set(table["method"])) == 1:
-        shown = shown.drop("method")
+        printed = printed.drop("method")
     with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40, tbl_width_chars=240,
                    tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         lines = [f"sweep of run {found.run_id}: {table.height} points, from stored facts "
-                 "(nothing written)", str(shown)]
+                 "(nothing written)", str(printed)]
     if any(mark):
         lines.append("* the run's own method and thresholds")
     lines += [f"errors: missing facts at some points: {note}" for note in found.notes]
     return "\n".join(lines)
-
-
-def _value(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def write_table(settings: Settings, found, out: str, force: bool) -> str:
@@ -93,11 +89,12 @@ def record_points(settings: Settings, found) -> None:
     the flow takes the run lock itself)."""
     from rap.flows.rap import run_flow
     from rap.rap_core.params import RapParams, Thresholds
+    from rap.rap_core.sweep import shown
     for r in found.table.iter_rows(named=True):
         th = Thresholds.model_validate({n: r[n] for n in found.swept})
         summary = run_flow(RapParams(mode="retune", base_run=found.run_id, method=r["method"],
                                      thresholds=th, export=False))
-        values = ", ".join(f"{n}={_value(r[n])}" for n in found.swept)
+        values = ", ".join(f"{n}={shown(r[n])}" for n in found.swept)
         print(f"recorded retune run {summary['run_id']} ({r['method']}, {values}): "
               f"{summary['funnel']['selected']} selected")
 

@@ -22,13 +22,12 @@ from rap.rap_core.estimators import Context, plan
 from rap.rap_core.estimators.coverage import composition
 from rap.rap_core.estimators.select import select_rows
 from rap.rap_core.errors import SweepError
-from rap.rap_core.estimators.stored import group_key, selection_inputs
+from rap.rap_core.estimators.stored import group_key, selection_inputs, source_parameters
 from rap.rap_core.params import RapParams, Thresholds, inherit_base_run, legacy_columns
 from rap.rap_core.store import Store, StoreError
 
 MAX_POINTS = 200
 SHARE_GROUPS = 12  # groups whose selected share gets a column of its own
-_PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
 _RANGE = re.compile(r"^\s*([^:]+):([^:]+):([^:]+)\s*$")
 
 
@@ -108,7 +107,7 @@ def _thresholds(base_params: dict, columns: dict, method: str, values: dict) -> 
 
 def _bound(method_plan, th: Thresholds) -> tuple:
     """The threshold values the method's SQL sources bind (one read of the scores each)."""
-    names = sorted({n for f in method_plan.filters for n in _PARAMETER.findall(f.source)}
+    names = sorted({n for f in method_plan.filters for n in source_parameters(f.source)}
                    & set(Thresholds.model_fields))
     return tuple((n, getattr(th, n)) for n in names) + (("group_by", th.group_by),)
 
@@ -118,9 +117,7 @@ def funnel_of(decisions: pl.DataFrame, method_plan, th: Thresholds) -> dict:
     passed = decisions["passed"]
     steps = {f"after_{s}": int(passed.list.contains(s).sum()) for s in method_plan.stages}
     selected = int((decisions["state"] == "selected").sum())
-    for r in method_plan.rebalancers:
-        if r is method_plan.rebalancer or r.active(th):
-            steps[f"after_{r.name}"] = selected
+    steps.update({f"after_{r.name}": selected for r in method_plan.applied(th)})
     readmitted = 0
     if method_plan.rebalancer:  # selected by the rebalancer after a filter had dropped it
         readmitted = decisions.filter(
@@ -159,10 +156,12 @@ def sweep(store: Store, run_id: str | None, grid: Grid) -> Sweep:
     inputs: dict[tuple, pl.DataFrame] = {}
     context = Context(selected_count=lambda like: _selected_count(store, base.pool_id, like))
     current_th = inherit_base_run(RapParams(mode="retune"), params, columns).thresholds
-    rows, notes = [], {}
+    rows, notes, group_keys = [], {}, {}
     for method, values in grid.points():
         th = _thresholds(params, columns, method, values)
-        th = th.model_copy(update={"group_by": group_key(store, base.pool_id, th.group_by)})
+        if th.group_by not in group_keys:  # resolved once per requested key
+            group_keys[th.group_by] = group_key(store, base.pool_id, th.group_by)
+        th = th.model_copy(update={"group_by": group_keys[th.group_by]})
         method_plan = plan(method)
         key = (method, _bound(method_plan, th))
         if key not in inputs:
@@ -191,6 +190,11 @@ def _selected_count(store: Store, pool_id: str, run_id: str | None) -> int:
         raise SweepError(f"no selection run {run_id!r} to copy the size of" if run_id else
                          f"no rap run on pool {pool_id} to copy the size of")
     return int(found["n_selected"][0])
+
+
+def shown(value) -> str:
+    """A swept value as the table and the page print it (1e-05, 0.5, auto)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def is_current(row: dict, current: dict) -> bool:

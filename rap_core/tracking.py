@@ -192,7 +192,7 @@ def track_stored_run(settings: Settings, run_id: str | None, force: bool = False
         funnel = counts(run_funnel(store, run.run_id))
         reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
         decisions = store.query("queries/decisions_of_run", run_id=run.run_id)
-        coverage = run_coverage(store, run.run_id, run.thresholds.get("coverage_floor", 0.0))
+        coverage = run_coverage(store, run)
     report = settings.reports_dir / f"{run.run_id}.html"  # rap report's default place
     mlflow_id = log_selection(settings, run, run.parameters, funnel, reasons, decisions,
                               run.export_path, report_path=str(report) if report.is_file()

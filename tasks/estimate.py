@@ -50,10 +50,9 @@ def replacement(filtered: pl.DataFrame, th: Thresholds, method: str, settings: S
     resolved = plan(method)
     out = rebalance(filtered, resolved, th, Context(
         selected_count=lambda like: selected_count(settings, pool_id, like)))
-    for rebalancer in resolved.rebalancers:
-        if rebalancer is resolved.rebalancer or rebalancer.active(th):
-            get_run_logger().info("%s", rebalance_report(rebalancer.name, filtered, out,
-                                                          rebalancer.reasons))
+    for rebalancer in resolved.applied(th):
+        get_run_logger().info("%s", rebalance_report(rebalancer.name, filtered, out,
+                                                      rebalancer.reasons))
     return out
 
 

@@ -9,13 +9,14 @@ from prefect.cache_policies import NO_CACHE
 from rap.rap_core.grading import GRADER_VERSION
 from rap.rap_core.models import ResolvedModel, model_row, resolve_model
 from rap.rap_core.params import AceSettings, DataSpec, ModelSpec, RolloutSettings
+from rap.rap_core.io.groups import AUTO
 from rap.rap_core.io.readers import Pool, read_pool
 from rap.rap_core.settings import Settings
 from rap.rap_core.store import open_store
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest(data: DataSpec, settings: Settings, group_by: str = "auto") -> Pool:
+def ingest(data: DataSpec, settings: Settings, group_by: str = AUTO) -> Pool:
     """Read and validate the pool; store samples, one status row per input row and each
     row's groups (rap_core/io/groups)."""
     pool = read_pool(data, settings.images_dir, group_by)

@@ -23,7 +23,7 @@ def write_selection(settings: Settings, run: SelectionRun, decisions: pl.DataFra
         store.upsert("decisions", rows)
         funnel = run_funnel(store, run.run_id)
         reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
-        coverage = run_coverage(store, run.run_id, run.thresholds.get("coverage_floor", 0.0))
+        coverage = run_coverage(store, run)
     return {"funnel": funnel, "reasons": reasons, "coverage": coverage}
 
 

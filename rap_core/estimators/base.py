@@ -84,9 +84,8 @@ class Rebalancer:
     apply: Callable[[pl.DataFrame, BaseModel, "Context"], pl.DataFrame]
     needs: tuple[str, ...] = ()
     thresholds: type[BaseModel] = NoThresholds
-    # runs after every method's own rebalancer (the coverage floor), where `active` says so
-    every_method: bool = False
-    active: Callable[[BaseModel], bool] = lambda th: True
+    every_method: bool = False  # runs after every method's own rebalancer (coverage floor)
+    active: Callable[[BaseModel], bool] = lambda th: True  # whether it runs at these thresholds
 
 
 @dataclass(frozen=True)
@@ -132,6 +131,11 @@ class Plan:
     @property
     def rebalancers(self) -> tuple[Rebalancer, ...]:
         return (*([self.rebalancer] if self.rebalancer else []), *self.finishers)
+
+    def applied(self, values: BaseModel | dict) -> list[Rebalancer]:
+        """The rebalancers that run at these thresholds, in order (the method's own always;
+        a finisher where its `active` says so)."""
+        return [r for r in self.rebalancers if r.active(thresholds_for(r.thresholds, values))]
 
     @property
     def stages(self) -> list[str]:

@@ -102,10 +102,9 @@ def rebalance(decisions: pl.DataFrame, plan: Plan, th, context: Context) -> pl.D
     """The method's rebalancer over the filtered decisions, then those every method runs
     (the coverage floor) where their thresholds switch them on."""
     context.filter_reasons = {f.name: f.reason for f in plan.filters}
-    for rebalancer in plan.rebalancers:
-        own = thresholds_for(rebalancer.thresholds, th)
-        if rebalancer is plan.rebalancer or rebalancer.active(own):
-            decisions = rebalancer.apply(decisions, own, context)
+    for rebalancer in plan.applied(th):
+        decisions = rebalancer.apply(decisions, thresholds_for(rebalancer.thresholds, th),
+                                     context)
     return decisions
 
 

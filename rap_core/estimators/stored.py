@@ -12,16 +12,21 @@ from pydantic import BaseModel
 from rap.rap_core.estimators.base import Plan, thresholds_for
 from rap.rap_core.io.groups import AUTO, DERIVED, resolve_group_by
 from rap.rap_core.keys import FactKeys
-from rap.rap_core.store import Store, StoreError, open_store
+from rap.rap_core.store import SelectionRun, Store, StoreError, open_store
 
 _PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
+
+
+def source_parameters(source: str) -> set[str]:
+    """The $names an estimator's SQL source binds."""
+    return set(_PARAMETER.findall(source))
 
 
 def source_frame(store: Store, source: str, keys: dict, thresholds: BaseModel) -> pl.DataFrame:
     """One estimator's scores: its SELECT with the fact keys and its own thresholds bound
     (only the parameters it names)."""
     values = {**keys, **thresholds.model_dump()}
-    names = set(_PARAMETER.findall(source))
+    names = source_parameters(source)
     unknown = names - set(values)
     if unknown:
         raise StoreError(f"estimator source uses unknown parameter(s) {sorted(unknown)}; "
@@ -76,10 +81,12 @@ def run_funnel(store: Store, run_id: str) -> dict:
     return funnel
 
 
-def run_coverage(store: Store, run_id: str, floor: float = 0.0) -> pl.DataFrame:
-    """A run's composition per group, largest first, with floors and shortfalls at F."""
+def run_coverage(store: Store, run: SelectionRun) -> pl.DataFrame:
+    """A stored run's composition per group, largest first, with floors and shortfalls at
+    the run's coverage floor."""
     from rap.rap_core.estimators.coverage import with_floors
-    return with_floors(store.query("queries/coverage_of_run", run_id=run_id), floor)
+    return with_floors(store.query("queries/coverage_of_run", run_id=run.run_id),
+                       run.thresholds.get("coverage_floor", 0.0))
 
 
 def readmitted(funnel: dict) -> str:

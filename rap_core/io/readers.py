@@ -131,7 +131,7 @@ def _row_error(exc: Exception) -> RowError:
     return RowError("bad_row", f"row could not be read: {type(exc).__name__}: {exc}")
 
 
-def read_pool(spec: DataSpec, images_dir: Path, group_by: str = "auto") -> Pool:
+def read_pool(spec: DataSpec, images_dir: Path, group_by: str = AUTO) -> Pool:
     """Read and validate every row; duplicates of an earlier row are marked, not re-scored.
     Any failure inside one row is that row's error; only PoolReadError ends the read (and a
     group column `group_by` that no row has)."""

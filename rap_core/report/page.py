@@ -203,7 +203,7 @@ def run_report(store, run_id: str | None, per_reason: int = 8, seed: int = 0) ->
     from rap.rap_core.estimators.stored import run_coverage, run_funnel
     run = store.selection_run(run_id, "report")
     funnel = run_funnel(store, run.run_id)
-    coverage = run_coverage(store, run.run_id, run.thresholds.get("coverage_floor", 0.0))
+    coverage = run_coverage(store, run)
     reasons = store.query("queries/reasons_of_run", run_id=run.run_id)
     scores = store.query("queries/report_scores", run_id=run.run_id)
     cards = store.query("queries/report_cards", run_id=run.run_id, per_reason=per_reason,

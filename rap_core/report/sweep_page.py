@@ -12,7 +12,7 @@ import polars as pl
 
 from rap.rap_core.report import svg
 from rap.rap_core.report.page import _table, document
-from rap.rap_core.sweep import Sweep
+from rap.rap_core.sweep import Sweep, shown
 
 
 def _same(a, b) -> bool:
@@ -58,9 +58,9 @@ def curves(found: Sweep, name: str) -> str:
 
 def sweep_page(found: Sweep) -> str:
     table = found.table
-    shown = [c for c in table.columns if not c.startswith("share.")]
-    values = "; ".join(f"{n}: " + ", ".join(f"{v:g}" if isinstance(v, float) else str(v)
-                                            for v in table[n].unique(maintain_order=True))
+    columns = [c for c in table.columns if not c.startswith("share.")]
+    values = "; ".join(f"{n}: " + ", ".join(shown(v) for v in
+                                            table[n].unique(maintain_order=True))
                        for n in found.swept)
     title = f"rap sweep — run {found.run_id}"
     notes = "".join(f'<p class="warn">missing facts at some points: {escape(n)}</p>'
@@ -69,4 +69,4 @@ def sweep_page(found: Sweep) -> str:
 stored facts of run <b>{escape(found.run_id)}</b> (nothing written to the store); swept
 {escape(values)}. The dashed line is the run's own value.</p>{notes}
 {"".join(curves(found, n) for n in found.swept)}
-<h2>Every point</h2>{_table(table.select(shown).to_dicts(), shown)}""")
+<h2>Every point</h2>{_table(table.select(columns).to_dicts(), columns)}""")
