@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install select retune validate experiment server deploy worker mlflow bench gpu-check test clean-data
+.PHONY: install select retune validate experiment calibrate server deploy worker mlflow bench gpu-check test clean-data
 
 $(BIN)/rap: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,8 +26,13 @@ retune: install
 validate: install
 	$(BIN)/rap validate $(ARGS)
 
+# the GRPO miniature: six arms, five seeds, about an hour on 2 cores (README)
 experiment: install
 	$(BIN)/rap experiment $(ARGS)
+
+# its budget's calibration runs (never on an arm)
+calibrate: install
+	$(BIN)/rap experiment --calibrate $(ARGS)
 
 # Prefect server, deployments and worker (README: "Run with a Prefect server")
 server: install

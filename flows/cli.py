@@ -46,6 +46,7 @@ FLAG_NAMES = {
     "drm_require_positive_d": "--drm-require-positive-d/--drm-allow-nonpositive-d",
     "allow_outside_paths": "--allow-outside-paths/--no-allow-outside-paths",
     "all_rollouts": "--all-rollouts/--skip-settled-rollouts",
+    "random_stratify": "--random-stratify/--random-unstratified",
 }
 PANELS = {"data": "Pool", "model": "Model", "rollout": "Rollouts",
           "ace": "ACE attention pass (a new pass when changed)", "runner": "Where inference runs",
@@ -515,7 +516,9 @@ def validate_command(settings: Settings,
     print(f"\nreport written to {report['report_path']}")
 
 
-def _seed_list(text: str) -> tuple[int, ...]:
+def _seed_list(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
     try:
         seeds = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -530,8 +533,17 @@ def experiment_command(settings: Settings,
                            help="grpo: reinforcement learning on each arm's subset with "
                            "equal steps (the paper's setting); sft: supervised continuation, "
                            "equal epochs (the earlier stand-in)")] = "grpo",
-                       seeds: Annotated[str, typer.Option(
-                           callback=_seed_list, help="comma-separated seeds")] = "0,1,2",
+                       seeds: Annotated[Optional[str], typer.Option(
+                           callback=_seed_list, help="comma-separated seeds",
+                           show_default="grpo 0,1,2,3,4; sft 0,1,2; --calibrate 10")] = None,
+                       calibrate: Annotated[bool, typer.Option(
+                           "--calibrate", help="grpo: instead of the arms, run the candidate "
+                           "GRPO budgets on calibration questions (never an arm) and report "
+                           "each one's gain over the base model")] = False,
+                       budgets: Annotated[Optional[str], typer.Option(
+                           help="--calibrate: comma-separated candidate names",
+                           show_default="all of flows/experiment_calibration.CANDIDATES")
+                       ] = None,
                        pool_size: Annotated[Optional[int], typer.Option(
                            min=10, max=30000, help="training questions the methods select "
                            "from", show_default="grpo 1000, sft 3000")] = None,
@@ -542,8 +554,16 @@ def experiment_command(settings: Settings,
                            "group)")] = 8,
                        questions_per_step: Annotated[int, typer.Option(
                            min=1, max=1024, help="grpo: questions per GRPO step")] = 4,
+                       lr: Annotated[float, typer.Option(
+                           callback=_open_range(0.0, 1.0), help="grpo: learning rate")] = 3e-5,
+                       beta: Annotated[float, typer.Option(
+                           min=0.0, max=10.0, help="grpo: KL term's weight (0: none, TRL's "
+                           "default)")] = 0.0,
                        test_questions: Annotated[int, typer.Option(
                            min=10, max=9673, help="grpo: test questions evaluated")] = 1000,
+                       balanced_from: Annotated[int, typer.Option(
+                           min=10, max=8000, help="grpo: other test questions the "
+                           "prior-balanced test is drawn from (about half remain)")] = 3000,
                        base_questions: Annotated[int, typer.Option(
                            min=10, max=20000, help="grpo: questions the base model is "
                            "trained on")] = 2000,
@@ -556,21 +576,34 @@ def experiment_command(settings: Settings,
                        epochs: Annotated[float, typer.Option(
                            callback=_open_range(0.0, 100.0),
                            help="sft: epochs over each subset")] = 3.0) -> None:
-    """A miniature of the paper's claim: GRPO on RAP's subset against pass_band, random and
-    the whole pool (about 25 min on 2 cores), or the SFT stand-in (about 15 min)."""
+    """A miniature of the paper's claim: GRPO on six arms (RAP, RAP with a coverage floor,
+    pass_band, random and stratified random of RAP's size, the whole pool), five seeds, on an
+    in-distribution and a prior-balanced test (about an hour on 2 cores); --calibrate: the
+    budget's calibration runs; --trainer sft: the earlier supervised stand-in."""
     if trainer == "sft":
         from rap.flows.experiment import ExperimentConfig, run_experiment
-        run_experiment(settings, ExperimentConfig(seeds=seeds, pool_size=pool_size or 3000,
+        run_experiment(settings, ExperimentConfig(seeds=seeds or (0, 1, 2),
+                                                  pool_size=pool_size or 3000,
                                                   epochs=epochs), log=_say)
         return
     from rap.flows.experiment_grpo import GrpoExperimentConfig, run_grpo_experiment
     from rap.rap_core.demo.grpo import GrpoSettings
-    run_grpo_experiment(settings, GrpoExperimentConfig(
-        seeds=seeds, pool_size=pool_size or 1000, test_questions=test_questions,
-        base_questions=base_questions, base_steps=base_steps, base_vision_steps=2 * base_steps,
-        base_model=base_model,
+    cfg = GrpoExperimentConfig(
+        seeds=seeds or (0, 1, 2, 3, 4), pool_size=pool_size or 1000,
+        test_questions=test_questions, balanced_from=balanced_from,
+        base_questions=base_questions, base_steps=base_steps,
+        base_vision_steps=2 * base_steps, base_model=base_model,
         grpo=GrpoSettings(steps=steps, generations=generations,
-                          prompts_per_step=questions_per_step)), log=_say)
+                          prompts_per_step=questions_per_step, lr=lr, beta=beta))
+    if calibrate:
+        from rap.flows.experiment_calibration import calibrate as run_calibration, candidates
+        try:
+            chosen = candidates(budgets)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--budgets")
+        run_calibration(settings, chosen, seeds=seeds or (10,), cfg=cfg, log=_say)
+        return
+    run_grpo_experiment(settings, cfg, log=_say)
 
 
 @app.command("export")

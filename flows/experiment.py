@@ -87,11 +87,12 @@ def train_base_model(questions: list[Question], seed: int, vision_steps: int, st
 
 
 def pool_file(folder: Path, questions: list[Question]) -> str:
-    """The pool as a JSONL file rap selects from."""
+    """The pool as a JSONL file rap selects from (question types as its groups)."""
     path = folder / "pool.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"problem": q.question, "answer": q.answer,
-                                        "images": [q.image]}) + "\n" for q in questions))
+                                        "images": [q.image], "question_type": q.qtype})
+                            + "\n" for q in questions))
     return str(path)
 
 

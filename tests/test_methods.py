@@ -54,6 +54,22 @@ def test_random_is_seeded_and_sized_like_another_run():
     assert set(sized["reason"]) == {"random_pick", "random_not_picked"}
 
 
+def test_random_stratified_keeps_each_groups_share():
+    from rap.rap_core.estimators.random_subset import quotas
+    frame = inputs([0.5] * 20).with_columns(
+        group_name=pl.Series(["a"] * 14 + ["b"] * 4 + ["c"] * 2))
+    picks = [select_rows(frame, plan("random"), Thresholds(random_n=10, random_stratify=True,
+                                                          random_seed=seed)) for seed in (1, 2)]
+    sizes = [dict(p.filter(pl.col("state") == "selected").group_by("group_name").len()
+                  .iter_rows()) for p in picks]
+    assert sizes == [{"a": 7, "b": 2, "c": 1}] * 2
+    assert set(picks[0].filter(pl.col("state") == "selected")["source_row"]) != \
+        set(picks[1].filter(pl.col("state") == "selected")["source_row"])
+    assert quotas({"a": 1, "b": 1, "c": 1}, 2) == {"a": 1, "b": 1, "c": 0}  # ties by name
+    assert quotas({"a": 5, "b": 3}, 4) == {"a": 3, "b": 1}  # remainders .5/.5: larger group
+    assert quotas({"a": 3}, 10) == {"a": 3} and quotas({}, 3) == {}
+
+
 @pytest.fixture
 def pool(tmp_path):
     folder = tmp_path / "pool"

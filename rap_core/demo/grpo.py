@@ -1,7 +1,8 @@
 """GRPO on the demo model family with TRL's GRPOTrainer: the model answers each question M
 times (a group) from its own sampling, each answer is rewarded 1/0 by the project's grader
 (the grading CDE uses), advantages are normalised within the group, and the clipped policy
-ratio is maximised (TRL's defaults: no KL term, epsilon 0.2).
+ratio is maximised (TRL's defaults: no KL term, epsilon 0.2; with `beta`, a KL term to the
+starting weights).
 
 The processor is the project's image-only class (rap_core.engines.hf_loading): the stock
 Qwen2-VL processor needs torchvision for its video half, which this install does not have.
@@ -25,7 +26,7 @@ class GrpoSettings:
     prompts_per_step: int = 4
     generations: int = 8  # the group size M: answers sampled per question
     max_completion_length: int = 32
-    lr: float = 1e-4
+    lr: float = 3e-5  # the miniature's calibrated budget (README)
     temperature: float = 1.0
     beta: float = 0.0  # KL to the reference model (TRL's default: none)
     epsilon: float = 0.2  # ratio clip
@@ -94,7 +95,13 @@ def train_grpo(model, processor, questions: list[Question], settings: GrpoSettin
             clock["paused"] += time.perf_counter() - paused
 
     batch = settings.prompts_per_step * settings.generations
+    named = model.config._name_or_path
     with tempfile.TemporaryDirectory(prefix="rap-grpo-") as scratch:
+        if settings.beta:
+            # TRL builds the KL term's reference model from the policy's config path; a model
+            # built in memory has none, so the starting weights are saved for it to load
+            model.save_pretrained(f"{scratch}/reference")
+            model.config._name_or_path = f"{scratch}/reference"
         args = GRPOConfig(
             output_dir=scratch, max_steps=settings.steps, per_device_train_batch_size=batch,
             num_generations=settings.generations,
@@ -112,6 +119,7 @@ def train_grpo(model, processor, questions: list[Question], settings: GrpoSettin
             warnings.simplefilter("ignore", FutureWarning)
             trainer.train()
         stats.train_seconds = time.perf_counter() - clock["start"] - clock["paused"]
+    model.config._name_or_path = named
     stats.steps = trainer.state.global_step
     model.eval()
     return stats
