@@ -5,17 +5,32 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install select retune validate experiment calibrate server deploy worker mlflow bench gpu-check test clean-data
+.PHONY: install constraints wheelhouse select retune validate experiment calibrate server deploy worker mlflow bench gpu-check test clean-data
 
-$(BIN)/rap: pyproject.toml
+$(BIN)/rap: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	# torch first, alone: the pinned CPU wheel; anything else would pull a CUDA build
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,ui]"
+	# torch first, alone: the tested CPU wheel; anything else would pull a CUDA build
+	$(BIN)/pip install -q -c constraints.txt torch
+	# pyproject.toml's ranges, at the exact versions the suite was run with
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,ui]"
 	touch $(BIN)/rap
 
 install: $(BIN)/rap
+
+# constraints.txt again from the installed venv (after an upgrade that passed `make test`)
+constraints: install
+	$(BIN)/python .ci/constraints.py > constraints.txt
+
+# wheels for an offline GPU node (README "On a GPU node without internet"):
+#   make wheelhouse PY=3.12 HAVE=node-packages.txt WHEELHOUSE=/tmp/wh PART_MIB=60
+PY ?= 3.12
+HAVE ?=
+WHEELHOUSE ?= wheelhouse
+PART_MIB ?= 60
+wheelhouse: install
+	$(BIN)/python .ci/wheelhouse.py --python $(PY) $(if $(HAVE),--have $(HAVE)) \
+		--out $(WHEELHOUSE) --part-mib $(PART_MIB)
 
 select: install
 	$(BIN)/rap select $(ARGS)
