@@ -41,7 +41,7 @@ retune: install
 validate: install
 	$(BIN)/rap validate $(ARGS)
 
-# the GRPO miniature: six arms, five seeds, about an hour on 2 cores (README)
+# the GRPO miniature: six arms, five seeds, about 46 min on 2 cores (README)
 experiment: install
 	$(BIN)/rap experiment $(ARGS)
 

@@ -578,7 +578,7 @@ def experiment_command(settings: Settings,
                            help="sft: epochs over each subset")] = 3.0) -> None:
     """A miniature of the paper's claim: GRPO on six arms (RAP, RAP with a coverage floor,
     pass_band, random and stratified random of RAP's size, the whole pool), five seeds, on an
-    in-distribution and a prior-balanced test (about an hour on 2 cores); --calibrate: the
+    in-distribution and a prior-balanced test (about 46 min on 2 cores); --calibrate: the
     budget's calibration runs; --trainer sft: the earlier supervised stand-in."""
     if trainer == "sft":
         from rap.flows.experiment import ExperimentConfig, run_experiment

@@ -2,13 +2,15 @@
 
 Protocol (fixed before the arms were compared; README "A miniature of the paper's claim"):
 per seed, a base model is trained on 2,000 easy-VQA training questions (600 vision steps, 300
-answer steps: 0.73 test accuracy, RAP keeps about 6% of a pool); a pool of 1,000 other
-training questions is selected from with the base model by (a) RAP, then, from the stored
-facts with no model call, (b) `pass_band` and (c) `random` of RAP's size; (d) is the whole
-pool. Each arm trains a copy of the base model with the same GRPO budget (steps, questions per
-step, answers per question), and is evaluated greedily on the same 1,000 test questions
-after 1/4, 1/2, 3/4 and all of the steps (with the image; at the end also without it and per
-question type).
+answer steps); a pool of 1,000 other training questions (with `question_type`) is selected
+from with the base model by RAP (M = 5), then, from the stored facts with no model call, by
+RAP with a coverage floor of 1, `pass_band`, `random` of RAP's size and `random` stratified by
+question type; the sixth arm is the whole pool. Each arm trains a copy of the base model with
+the same GRPO budget (calibrated beforehand by `flows/experiment_calibration.py`, never on an
+arm) and is evaluated greedily after 1/4, 1/2, 3/4 and all of the steps on (a) 1,000
+in-distribution test questions and (b) a prior-balanced test where easy-VQA's wording alone
+scores 50% on yes/no questions; at the end also (c) (a) without the image, and per question
+type. Outcomes are compared per seed against the whole pool and against random.
 """
 
 from __future__ import annotations
