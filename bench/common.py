@@ -52,13 +52,39 @@ def model_path(name: str, work: Path) -> str:
     return resolve_model(ModelSpec(path=name), settings, log=print).path
 
 
+def data_folder(folder: Path) -> Path:
+    """Point this process's rap at `folder` as the CLI does before a writing command: the
+    folder created and checked, and (the first time) Prefect's home and database in it. A
+    folder or database that cannot be used ends the benchmark at once, with one line."""
+    import sqlite3
+
+    from rap.rap_core.settings import Settings, configure_process_env
+    from rap.rap_core.store import StoreError
+    from rap.rap_core.store.preflight import prepare_data_dir
+    os.environ["RAP_DATA_DIR"] = str(folder)
+    settings = Settings.from_env()
+    try:
+        prepare_data_dir(settings)
+    except StoreError as exc:
+        sys.exit(f"bench: error: {exc}")
+    configure_process_env(settings.data_dir)  # Prefect's home: the first folder's (setdefault)
+    home = Path(os.environ["PREFECT_HOME"])
+    if "PREFECT_API_URL" not in os.environ:  # else a running server holds the database
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            sqlite3.connect(home / "prefect.db").close()
+        except (OSError, sqlite3.Error) as exc:
+            sys.exit(f"bench: error: Prefect's temporary server could not open its database "
+                     f"in {home} ({exc}); set PREFECT_HOME or RAP_DATA_DIR to a writable "
+                     "folder")
+    return settings.data_dir
+
+
 def flow_bench(name: str, work: Path):
     """For benchmarks that run the flow: the process set up as the CLI does (first store
     under work), the model resolved and loaded once, outside any timing. (run_flow, path,
     engine)"""
-    os.environ["RAP_DATA_DIR"] = str(work / "store0")
-    from rap.rap_core.settings import Settings, configure_process_env
-    configure_process_env(Settings.from_env().data_dir)
+    data_folder(work / "store0")
     from rap.flows.rap import run_flow
     from rap.rap_core.engines.base import load_engine
     path = model_path(name, work)

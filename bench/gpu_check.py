@@ -1,17 +1,21 @@
 """The GPU check (bench/gpu_check.sh runs it): on one GPU, with nothing downloaded, a random-
-weight model of Qwen2.5-VL-7B's published shapes in bfloat16 through
+weight model of Qwen2.5-VL-7B's published shapes in bfloat16 through, in this order (the most
+telling first, so a short budget keeps what matters most):
 
-1. the transformers engine: samples/s and generated tokens/s at M = 5 and 256 new tokens
+1. the `rap` flow end to end on --flow-n easy-VQA samples (all rollouts; the model is built
+   on the device and saved to a folder first);
+2. the transformers engine: samples/s and generated tokens/s at M = 5 and 256 new tokens
    (random weights never stop early: every response is 256 tokens, the worst case);
-2. the ACE pass: peak GPU memory against a plain forward over the same batch;
-3. the `rap` flow end to end on --flow-n easy-VQA samples (all rollouts, saved to a folder);
+3. the ACE pass: peak GPU memory against a plain forward over the same batch;
 4. the vLLM engine on the same folder, if vLLM imports here (else says why).
 
 Each step prints its figures and is timed; a failing step is reported and the next one runs.
-Figures also go to --out (JSON). `--shapes small` runs the same steps on a small random model
-(a CPU check of the script itself).
+--budget-s bounds the whole run: a step whose usual cost (ESTIMATE_S, scaled to the sizes
+asked for) would not fit in what is left is skipped, and says so. The figures go to --out
+(JSON) after every step, so a run cut off from outside still leaves what it measured.
+`--shapes small` runs the same steps on a small random model (a CPU check of the script).
 
-    python bench/gpu_check.py [--shapes 7b] [--device cuda] [--n 32] [--flow-n 200]
+    python bench/gpu_check.py [--budget-s 480] [--shapes 7b] [--device cuda] [--flow-n 200]
 """
 
 from __future__ import annotations
@@ -47,13 +51,47 @@ SMALL_VISION = dict(depth=2, hidden_size=128, intermediate_size=256, num_heads=4
                     temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1])
 SHAPES = {"7b": (QWEN25_VL_7B_TEXT, QWEN25_VL_7B_VISION), "small": (SMALL_TEXT, SMALL_VISION)}
 
+# A step's usual seconds at the default sizes (7b: one H200, bf16; small: 2 CPU cores), scaled
+# by estimate() to the sizes asked for. Measured on those machines, with room to spare.
+ESTIMATE_S = {
+    "7b": {"build": 30, "save checkpoint": 60, "flow (transformers)": 150,
+           "transformers engine": 90, "ACE pass memory": 30, "flow (vllm)": 240},
+    "small": {"build": 5, "save checkpoint": 3, "flow (transformers)": 90,
+              "transformers engine": 25, "ACE pass memory": 10, "flow (vllm)": 120},
+}
+
 FIGURES: dict = {}
+RUN = {"started": time.perf_counter(), "budget_s": float("inf"), "out": None}
 
 
-def step(name: str):
-    """Run the decorated step now; report its failure and go on."""
+def estimate(name: str, args) -> float:
+    base = ESTIMATE_S[args.shapes][name]
+    if name.startswith("flow"):
+        return base * (args.flow_n / 200) * (args.flow_max_new_tokens / 64) ** 0.5 \
+            * args.m / 5 + (base / 4 if name == "flow (vllm)" else 0)
+    if name == "transformers engine":
+        return base * (args.n / 32) * (args.max_new_tokens / 256) * args.m / 5
+    return base
+
+
+def write_figures() -> None:
+    if RUN["out"]:
+        Path(RUN["out"]).write_text(json.dumps(FIGURES, indent=1, default=str))
+
+
+def step(name: str, args):
+    """Run the decorated step now if its estimate fits in the budget left (else record it as
+    skipped); report a failure and go on; write the figures after it either way."""
     def run(fn):
         print(f"\n== {name}", flush=True)
+        left = RUN["budget_s"] - (time.perf_counter() - RUN["started"])
+        need = estimate(name, args)
+        if need > left:
+            FIGURES[name] = {"skipped": f"would not fit: about {need:.0f} s, {max(left, 0):.0f}"
+                             " s of --budget-s left"}
+            print(f"skipped: {FIGURES[name]['skipped']}", flush=True)
+            write_figures()
+            return fn
         start = time.perf_counter()
         try:
             fn()
@@ -62,6 +100,7 @@ def step(name: str):
             traceback.print_exc()
             FIGURES[name] = {"failed": f"{type(exc).__name__}: {exc}"}
             print(f"!! {name} failed: {type(exc).__name__}: {exc}", flush=True)
+        write_figures()
         return fn
     return run
 
@@ -97,7 +136,11 @@ def main() -> int:
     parser.add_argument("--flow-max-new-tokens", type=int, default=64)
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp one)")
     parser.add_argument("--out", default=None, help="write the figures here as JSON")
+    parser.add_argument("--budget-s", type=float, default=480.0,
+                        help="the whole run's seconds: steps that would not fit are skipped")
     args = parser.parse_args()
+    RUN.update(started=time.perf_counter(), budget_s=args.budget_s, out=args.out)
+    FIGURES["budget_s"] = args.budget_s
     import torch
     import transformers
     transformers.logging.set_verbosity_error()
@@ -113,7 +156,7 @@ def main() -> int:
     from rap.rap_core.params import RolloutSettings
     state: dict = {}
 
-    @step("build")
+    @step("build", args)
     def _():
         start = time.perf_counter()
         state["engine"], state["processor"] = build(args.shapes, args.device, args.dtype)
@@ -128,42 +171,7 @@ def main() -> int:
                for r in samples.head(args.n).iter_rows(named=True)]
     rollout = RolloutSettings(m=args.m, max_new_tokens=args.max_new_tokens)
 
-    @step("transformers engine")
-    def _():
-        engine = state["engine"]
-        engine.generate(prompts[:2], True, rollout.model_copy(update={"max_new_tokens": 4}))
-        rows = []
-        for with_images in (True, False):
-            synchronize(args.device)
-            start = time.perf_counter()
-            out = []
-            for i in range(0, len(prompts), args.batch):
-                out += engine.generate(prompts[i:i + args.batch], with_images, rollout)
-            synchronize(args.device)
-            seconds = time.perf_counter() - start
-            tokens = sum(len(r.token_ids) for rs in out for r in rs)
-            rows.append({"condition": "multimodal" if with_images else "text-only",
-                         "samples": len(prompts), "seconds": seconds,
-                         "samples/s": len(prompts) / seconds, "tokens/s": tokens / seconds})
-        print(table(rows))
-        FIGURES["transformers engine"] = {"batch": args.batch, "m": args.m,
-                                          "max_new_tokens": args.max_new_tokens, "rows": rows}
-
-    @step("ACE pass memory")
-    def _():
-        from attention_memory import batch_items, measure, variants
-        engine = state["engine"]
-        forced = batch_items(engine, 8, args.max_new_tokens, work / "images")
-        runs = variants(engine, forced)  # the same passes as bench/attention_memory.py
-        figures = {name: round(measure(engine, args.device, runs[variant], repeats=1)[0], 1)
-                   for name, variant in (("plain forward", "plain forward, last logits only"),
-                                         ("ACE pass", "ACE pass (this engine)"))}
-        if figures["plain forward"] > 0:  # on a CPU, RSS peaks are coarse (bench/common.py)
-            figures["ratio"] = round(figures["ACE pass"] / figures["plain forward"], 3)
-        print(f"peak MB over 8 prompts + {args.max_new_tokens}-token responses: {figures}")
-        FIGURES["ACE pass memory"] = figures
-
-    @step("save checkpoint")
+    @step("save checkpoint", args)
     def _():
         folder = work / "random-qwen2.5-vl"
         if not (folder / "config.json").exists():
@@ -200,11 +208,53 @@ def main() -> int:
         print(json.dumps(figures, indent=1, default=str))
         FIGURES[f"flow ({engine_kind})"] = figures
 
-    @step("flow (transformers)")
+    @step("flow (transformers)", args)
     def _():
         flow("transformers")
 
-    @step("flow (vllm)")
+    def loaded_engine():
+        """The model as the flow loaded it (one copy on the device), or as built."""
+        if state.get("engine") is None:
+            from rap.rap_core.engines.base import load_engine
+            state["engine"] = load_engine(str(state["folder"]), args.device, args.dtype, None)
+        return state["engine"]
+
+    @step("transformers engine", args)
+    def _():
+        engine = loaded_engine()
+        engine.generate(prompts[:2], True, rollout.model_copy(update={"max_new_tokens": 4}))
+        rows = []
+        for with_images in (True, False):
+            synchronize(args.device)
+            start = time.perf_counter()
+            out = []
+            for i in range(0, len(prompts), args.batch):
+                out += engine.generate(prompts[i:i + args.batch], with_images, rollout)
+            synchronize(args.device)
+            seconds = time.perf_counter() - start
+            tokens = sum(len(r.token_ids) for rs in out for r in rs)
+            rows.append({"condition": "multimodal" if with_images else "text-only",
+                         "samples": len(prompts), "seconds": seconds,
+                         "samples/s": len(prompts) / seconds, "tokens/s": tokens / seconds})
+        print(table(rows))
+        FIGURES["transformers engine"] = {"batch": args.batch, "m": args.m,
+                                          "max_new_tokens": args.max_new_tokens, "rows": rows}
+
+    @step("ACE pass memory", args)
+    def _():
+        from attention_memory import batch_items, measure, variants
+        engine = loaded_engine()
+        forced = batch_items(engine, 8, args.max_new_tokens, work / "images")
+        runs = variants(engine, forced)  # the same passes as bench/attention_memory.py
+        figures = {name: round(measure(engine, args.device, runs[variant], repeats=1)[0], 1)
+                   for name, variant in (("plain forward", "plain forward, last logits only"),
+                                         ("ACE pass", "ACE pass (this engine)"))}
+        if figures["plain forward"] > 0:  # on a CPU, RSS peaks are coarse (bench/common.py)
+            figures["ratio"] = round(figures["ACE pass"] / figures["plain forward"], 3)
+        print(f"peak MB over 8 prompts + {args.max_new_tokens}-token responses: {figures}")
+        FIGURES["ACE pass memory"] = figures
+
+    @step("flow (vllm)", args)
     def _():
         try:
             import vllm
@@ -214,13 +264,17 @@ def main() -> int:
             return
         print(f"vLLM {vllm.__version__}")
         from rap.rap_core.engines import base as engine_mod
+        state["engine"] = None  # the device memory goes to vLLM
         engine_mod.load_engine.cache_clear()
+        import gc
+        gc.collect()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
         flow("vllm")
 
-    text = json.dumps(FIGURES, indent=1, default=str)
-    if args.out:
-        Path(args.out).write_text(text)
-    print("\n== figures\n" + text)
+    FIGURES["seconds"] = round(time.perf_counter() - RUN["started"], 1)
+    write_figures()
+    print("\n== figures\n" + json.dumps(FIGURES, indent=1, default=str))
     return 0
 
 

@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="text layers and vision blocks (default: the 2B's 28 and 32; "
+                        "1 checks the script in seconds)")
     args = parser.parse_args()
     if args.device == "cpu":
         cpu_exact_malloc()
@@ -41,7 +44,11 @@ def main() -> None:
     from rap.rap_core.params import RolloutSettings
     transformers.logging.set_verbosity_error()
     start = time.perf_counter()
-    engine = random_engine(QWEN2_VL_2B_TEXT, QWEN2_VL_2B_VISION, args.dtype, args.device)
+    text, vision = QWEN2_VL_2B_TEXT, QWEN2_VL_2B_VISION
+    if args.layers:
+        text = {**text, "num_hidden_layers": args.layers}
+        vision = {**vision, "depth": args.layers}
+    engine = random_engine(text, vision, args.dtype, args.device)
     build_s = time.perf_counter() - start
     params = sum(p.numel() for p in engine.model.parameters())
     forced = batch_items(engine, args.n, 64, Path(tempfile.mkdtemp(prefix="rap-bench-")))
@@ -65,7 +72,8 @@ def main() -> None:
     rows += [{"what": f"{name} (peak {mb:.0f} MB, x{mb / plain_mb:.2f} plain)", "seconds": s,
               "samples/s": args.n / s} for name, (mb, s) in memory.items()]
     print(f"machine: {machine()}")
-    print(f"random Qwen2-VL-2B shapes: {params / 1e9:.2f} B parameters, {args.dtype} on "
+    print(f"random Qwen2-VL-2B shapes{f' ({args.layers} layers)' if args.layers else ''}: "
+          f"{params / 1e9:.2f} B parameters, {args.dtype} on "
           f"{args.device}, built in {build_s:.0f} s; {args.n} easy-VQA prompts per call, "
           f"max_new_tokens {args.max_new_tokens}; attention passes over 64-token responses")
     print(table(rows))

@@ -9,11 +9,10 @@ bare loop's throughput.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
-from common import easy_vqa_samples, flow_bench, machine, table, timed
+from common import data_folder, easy_vqa_samples, flow_bench, machine, table, timed
 
 
 def bare_loop(engine, samples, params) -> dict:
@@ -46,7 +45,7 @@ def bare_loop(engine, samples, params) -> dict:
 
 def flow_once(run_flow, params, data_dir: Path) -> dict:
     """One flow run on a fresh store (so every sample is inferred)."""
-    os.environ["RAP_DATA_DIR"] = str(data_dir)
+    data_folder(data_dir)
     summary = run_flow(params)
     phases = summary["inference_phases"]
     engine_s = sum(p["engine_s"] for p in phases.values())

@@ -8,11 +8,10 @@ total), and writing facts to DuckDB should be a small share of it.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
-from common import flow_bench, machine, table
+from common import data_folder, flow_bench, machine, table
 
 
 def main() -> None:
@@ -25,7 +24,7 @@ def main() -> None:
     from rap.rap_core.params import DataSpec, ModelSpec, RapParams, RolloutSettings
     rows = []
     for i, n in enumerate(args.sizes):
-        os.environ["RAP_DATA_DIR"] = str(work / f"store{i}")
+        data_folder(work / f"store{i}")
         # another seed per size: a smaller pool's shards are a larger one's first shards,
         # and Prefect would return their cached task results
         params = RapParams(data=DataSpec(limit=n), model=ModelSpec(path=path), track=False,
