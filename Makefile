@@ -80,8 +80,11 @@ bench: install
 gpu-check:
 	bash bench/gpu_check.sh $(ARGS)
 
+# two workers, a test file each at a time (a file's fixtures are set up once): most tests
+# wait on a subprocess or a server half the time; TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 clean-data:
 	rm -rf rap_data

@@ -13,6 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per worker (and per process it starts): two workers with torch's default
+    # of one thread per core oversubscribe the cores, and spinning OpenMP threads then cost
+    # more than they compute
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # rap is imported as installed (make install: an editable install of this checkout)
 
 
@@ -40,6 +45,14 @@ def prefect_harness(tmp_path_factory):
     from prefect.testing.utilities import prefect_test_harness
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_harness) -> str:
+    """The session server's API, for `rap` subprocesses that need not start their own
+    temporary server (about 15 s each here), as with `rap server start` running."""
+    from prefect.settings import PREFECT_API_URL
+    return PREFECT_API_URL.value()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """kill -9 a real `rap select` at several points of inference, resume it, and get exactly the
 result of an uninterrupted run; a second writer is refused or queues; `rap query` waits out
-a writer's batch."""
+a writer's batch. The runs use the session's Prefect server, as with `rap server start`: what
+is checked lives in the data folder, and each temporary server would cost about 15 s."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ RAP = str(Path(sys.executable).with_name("rap"))
 M, SHARD, ROWS = 2, 4, 16
 
 
-def _env(data: Path) -> dict:
+def _env(data: Path, api_url: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    return dict(env, RAP_DATA_DIR=str(data), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    return dict(env, RAP_DATA_DIR=str(data), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                PREFECT_API_URL=api_url)
 
 
 def _command(model: Path) -> list[str]:
@@ -32,8 +34,8 @@ def _command(model: Path) -> list[str]:
             "--no-track", "--all-rollouts"]  # every phase runs, even with a random model
 
 
-def _start(model: Path, data: Path, out=subprocess.PIPE) -> subprocess.Popen:
-    return subprocess.Popen(_command(model), env=_env(data), stdout=out,
+def _start(model: Path, data: Path, api_url: str, out=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen(_command(model), env=_env(data, api_url), stdout=out,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -47,7 +49,7 @@ def _wait_for(proc: subprocess.Popen, marker: str, seen: list[str]) -> None:
 
 def _kill(proc: subprocess.Popen) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the run and its temporary Prefect server
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and anything it started
     except ProcessLookupError:
         pass
     proc.wait(30)
@@ -83,17 +85,18 @@ def _assert_whole_shards(data: Path) -> None:
     assert attention % SHARD == 0 or attention == ROWS
 
 
-def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
+def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path,
+                                                  prefect_api_url):
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     # the uninterrupted run has its own data folder: it runs while the other is killed
     # (each run spends most of its time on one core: imports, Prefect's start, small batches)
     log = tmp_path / "reference.log"
     with open(log, "w") as out:
-        first = _start(tiny_model_dir, reference, out)
+        first = _start(tiny_model_dir, reference, prefect_api_url, out)
     try:
         kills = ["multimodal: 8/", "text-only: 4/", "attention: 4/"]  # the phase order
         for marker in kills:
-            proc, seen = _start(tiny_model_dir, crashed), []
+            proc, seen = _start(tiny_model_dir, crashed, prefect_api_url), []
             try:
                 _wait_for(proc, marker, seen)
             finally:
@@ -103,8 +106,8 @@ def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
     finally:
         _kill(first)
     assert first.returncode == 0, log.read_text()
-    done = subprocess.run(_command(tiny_model_dir), env=_env(crashed), text=True,
-                          capture_output=True, timeout=600)
+    done = subprocess.run(_command(tiny_model_dir), env=_env(crashed, prefect_api_url),
+                          text=True, capture_output=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     inferred = int(done.stdout.split("samples inferred ")[1].split()[0].rstrip(","))
     stored = int(done.stdout.split("found stored ")[1].split()[0])
@@ -114,7 +117,8 @@ def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path):
     assert again == first
 
 
-def test_a_second_run_is_refused_or_queues_and_queries_wait(tiny_model_dir, tmp_path):
+def test_a_second_run_is_refused_or_queues_and_queries_wait(tiny_model_dir, tmp_path,
+                                                             prefect_api_url):
     import threading
 
     import duckdb
@@ -122,12 +126,12 @@ def test_a_second_run_is_refused_or_queues_and_queries_wait(tiny_model_dir, tmp_
     from rap.rap_core.store.lock import RunLock
     data = tmp_path / "data"
     with RunLock(data):  # this test process plays the run that is writing
-        refused = subprocess.run(_command(tiny_model_dir), env=_env(data), text=True,
-                                 capture_output=True, timeout=300)
+        refused = subprocess.run(_command(tiny_model_dir), env=_env(data, prefect_api_url),
+                                 text=True, capture_output=True, timeout=300)
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert f"pid {os.getpid()}" in refused.stderr and "--wait-for-lock" in refused.stderr
         queued = subprocess.Popen([*_command(tiny_model_dir), "--wait-for-lock", "300"],
-                                  env=_env(data), stdout=subprocess.PIPE,
+                                  env=_env(data, prefect_api_url), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
         seen: list[str] = []
         try:
@@ -141,6 +145,7 @@ def test_a_second_run_is_refused_or_queues_and_queries_wait(tiny_model_dir, tmp_
     writer = duckdb.connect(str(data / "rap.duckdb"))
     threading.Timer(8.0, writer.close).start()  # the query starts within that, then waits
     query = subprocess.run([RAP, "query", "SELECT count(*) AS n FROM samples"],
-                           env=_env(data), text=True, capture_output=True, timeout=120)
+                           env=_env(data, prefect_api_url), text=True, capture_output=True,
+                           timeout=120)
     assert query.returncode == 0, query.stderr
     assert str(ROWS) in query.stdout

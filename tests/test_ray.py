@@ -38,7 +38,7 @@ def _ray_pids() -> set[int]:
 
 
 def test_ray_runner_selects_as_the_local_runner_and_survives_a_killed_worker(
-        tiny_model_dir, tmp_path):
+        tiny_model_dir, tmp_path, prefect_api_url):
     before = _ray_pids()
     # two shards per phase: one for each Ray worker
     command = [RAP, "select", "--model", str(tiny_model_dir), "--limit", "8",
@@ -46,11 +46,12 @@ def test_ray_runner_selects_as_the_local_runner_and_survives_a_killed_worker(
                "--lambda-c", "-1", "--no-track", "--all-rollouts"]
     # the local runner's run, for comparison, goes on meanwhile in its own data folder
     with open(tmp_path / "local.log", "w") as log:
-        local_run = subprocess.Popen(command, env=_env(tmp_path / "local"), stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        local_run = subprocess.Popen(command, env=_env(tmp_path / "local", prefect_api_url),
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
     try:
         marker = tmp_path / "killed"
-        env = _env(tmp_path / "ray")
+        env = _env(tmp_path / "ray", prefect_api_url)
         faults = str(Path(__file__).parent / "faults")  # its sitecustomize kills one worker
         env = dict(env, RAP_TEST_KILL_WORKER_ONCE=str(marker),
                    PYTHONPATH=os.pathsep.join(filter(None, [faults, env.get("PYTHONPATH")])))
