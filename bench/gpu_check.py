@@ -11,7 +11,8 @@ telling first, so a short budget keeps what matters most):
 
 Each step prints its figures and is timed; a failing step is reported and the next one runs.
 --budget-s bounds the whole run: a step whose usual cost (ESTIMATE_S, scaled to the sizes
-asked for) would not fit in what is left is skipped, and says so. The figures go to --out
+asked for) would not fit in what is left is skipped, and says so; the engine step also stops
+between batches when the next would not fit, and marks its rows cut. The figures go to --out
 (JSON) after every step, so a run cut off from outside still leaves what it measured.
 `--shapes small` runs the same steps on a small random model (a CPU check of the script).
 
@@ -51,13 +52,18 @@ SMALL_VISION = dict(depth=2, hidden_size=128, intermediate_size=256, num_heads=4
                     temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1])
 SHAPES = {"7b": (QWEN25_VL_7B_TEXT, QWEN25_VL_7B_VISION), "small": (SMALL_TEXT, SMALL_VISION)}
 
-# A step's usual seconds at the default sizes (7b: one H200, bf16; small: 2 CPU cores), scaled
-# by estimate() to the sizes asked for. Measured on those machines, with room to spare.
+# A step's usual seconds at the default sizes, as (fixed, scaled): estimate() scales the second
+# part to the sizes asked for. 7b: one H200, bfloat16 (the flows' fixed part, Prefect's
+# temporary server and the model's load, is a guess inside the measured total). small: 2 CPU
+# cores, float32, measured at 16 samples / prompts and scaled up (the flow 163 s, the engine
+# 298 + 304 s); vLLM does not import there, so its flow is taken as the transformers flow's.
 ESTIMATE_S = {
-    "7b": {"build": 30, "save checkpoint": 60, "flow (transformers)": 150,
-           "transformers engine": 90, "ACE pass memory": 30, "flow (vllm)": 240},
-    "small": {"build": 5, "save checkpoint": 3, "flow (transformers)": 90,
-              "transformers engine": 25, "ACE pass memory": 10, "flow (vllm)": 120},
+    "7b": {"build": (30, 0), "save checkpoint": (60, 0), "flow (transformers)": (20, 130),
+           "transformers engine": (10, 80), "ACE pass memory": (30, 0),
+           "flow (vllm)": (60, 240)},
+    "small": {"build": (5, 0), "save checkpoint": (3, 0), "flow (transformers)": (20, 1900),
+              "transformers engine": (2, 1250), "ACE pass memory": (10, 0),
+              "flow (vllm)": (20, 1900)},
 }
 
 FIGURES: dict = {}
@@ -65,13 +71,17 @@ RUN = {"started": time.perf_counter(), "budget_s": float("inf"), "out": None}
 
 
 def estimate(name: str, args) -> float:
-    base = ESTIMATE_S[args.shapes][name]
+    fixed, scaled = ESTIMATE_S[args.shapes][name]
     if name.startswith("flow"):
-        return base * (args.flow_n / 200) * (args.flow_max_new_tokens / 64) ** 0.5 \
-            * args.m / 5 + (base / 4 if name == "flow (vllm)" else 0)
+        return fixed + scaled * (args.flow_n / 200) * (args.flow_max_new_tokens / 64) \
+            * args.m / 5
     if name == "transformers engine":
-        return base * (args.n / 32) * (args.max_new_tokens / 256) * args.m / 5
-    return base
+        return fixed + scaled * (args.n / 32) * (args.max_new_tokens / 256) * args.m / 5
+    return fixed + scaled
+
+
+def left_s() -> float:
+    return RUN["budget_s"] - (time.perf_counter() - RUN["started"])
 
 
 def write_figures() -> None:
@@ -84,7 +94,7 @@ def step(name: str, args):
     skipped); report a failure and go on; write the figures after it either way."""
     def run(fn):
         print(f"\n== {name}", flush=True)
-        left = RUN["budget_s"] - (time.perf_counter() - RUN["started"])
+        left = left_s()
         need = estimate(name, args)
         if need > left:
             FIGURES[name] = {"skipped": f"would not fit: about {need:.0f} s, {max(left, 0):.0f}"
@@ -127,7 +137,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", choices=sorted(SHAPES), default="7b")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--dtype", default=None,
+                        help="default: bfloat16 on a GPU, float32 on the CPU (where bfloat16 "
+                             "matmuls are many times slower)")
     parser.add_argument("--n", type=int, default=32, help="prompts for the engine figures")
     parser.add_argument("--m", type=int, default=5)
     parser.add_argument("--max-new-tokens", type=int, default=256)
@@ -139,6 +151,7 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=480.0,
                         help="the whole run's seconds: steps that would not fit are skipped")
     args = parser.parse_args()
+    args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     RUN.update(started=time.perf_counter(), budget_s=args.budget_s, out=args.out)
     FIGURES["budget_s"] = args.budget_s
     import torch
@@ -161,7 +174,7 @@ def main() -> int:
         start = time.perf_counter()
         state["engine"], state["processor"] = build(args.shapes, args.device, args.dtype)
         params = sum(p.numel() for p in state["engine"].model.parameters())
-        FIGURES["build"] = {"parameters_b": round(params / 1e9, 2),
+        FIGURES["build"] = {"parameters_b": round(params / 1e9, 2), "dtype": args.dtype,
                             "build_s": round(time.perf_counter() - start, 1)}
         print(f"random Qwen2.5-VL ({args.shapes}): {params / 1e9:.2f} B parameters, "
               f"{args.dtype} on {args.device}")
@@ -225,17 +238,28 @@ def main() -> int:
         engine.generate(prompts[:2], True, rollout.model_copy(update={"max_new_tokens": 4}))
         rows = []
         for with_images in (True, False):
+            # multimodal may use half of what is left, text-only the rest; a batch that would
+            # not fit ends the condition early (its rates stay rates over what ran)
+            share = left_s() / (2 if with_images else 1)
             synchronize(args.device)
             start = time.perf_counter()
-            out = []
+            out, slowest = [], 0.0
             for i in range(0, len(prompts), args.batch):
+                if i and time.perf_counter() - start + slowest > share:
+                    break
+                began = time.perf_counter()
                 out += engine.generate(prompts[i:i + args.batch], with_images, rollout)
-            synchronize(args.device)
+                synchronize(args.device)
+                slowest = max(slowest, time.perf_counter() - began)
             seconds = time.perf_counter() - start
             tokens = sum(len(r.token_ids) for rs in out for r in rs)
-            rows.append({"condition": "multimodal" if with_images else "text-only",
-                         "samples": len(prompts), "seconds": seconds,
-                         "samples/s": len(prompts) / seconds, "tokens/s": tokens / seconds})
+            row = {"condition": "multimodal" if with_images else "text-only",
+                   "samples": len(out), "seconds": seconds,
+                   "samples/s": len(out) / seconds, "tokens/s": tokens / seconds}
+            if len(out) < len(prompts):
+                row["cut"] = f"{len(out)} of {len(prompts)} prompts: the next batch would not fit"
+                print(f"{row['condition']}: {row['cut']}", flush=True)
+            rows.append(row)
         print(table(rows))
         FIGURES["transformers engine"] = {"batch": args.batch, "m": args.m,
                                           "max_new_tokens": args.max_new_tokens, "rows": rows}

@@ -30,7 +30,7 @@ CASES = {
         rf"transformers serve, 2 in flight: {NUMBER}x the transformers engine",
         rf"demo model: {NUMBER} of {NUMBER} responses \({NUMBER}%\)",
         rf"random weights: {NUMBER} of {NUMBER} responses \({NUMBER}%\)"]),
-    "gpu_check.py": (["--shapes", "small", "--device", "cpu", "--dtype", "float32", "--n", "2",
+    "gpu_check.py": (["--shapes", "small", "--device", "cpu", "--n", "2",
                       "--m", "2", "--max-new-tokens", "4", "--batch", "2", "--flow-n", "4",
                       "--flow-max-new-tokens", "4", "--budget-s", "300"], []),
     "large_model.py": (["--layers", "1", "--n", "1", "--m", "2", "--max-new-tokens", "2"], [
@@ -114,6 +114,7 @@ def test_the_gpu_check_records_every_step_it_ran_or_skipped(runs):
     ran = json.loads((runs["gpu_check.py"][3] / "gpu_check.json").read_text())
     for name in steps[:-1]:
         assert "seconds" in ran[name] and "failed" not in ran[name], (name, ran[name])
+    assert ran["build"]["dtype"] == "float32"  # the CPU's default
     assert ran["flow (transformers)"]["funnel"]["pool_rows"] == 4
     assert all(math.isfinite(r["tokens/s"]) for r in ran["transformers engine"]["rows"])
     assert "skipped" in ran["flow (vllm)"] or "seconds" in ran["flow (vllm)"]
