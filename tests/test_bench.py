@@ -65,10 +65,8 @@ def test_every_bench_script_has_a_smoke_run():
 
 
 @pytest.fixture(scope="module")
-def runs(prefect_harness, tmp_path_factory, demo_model_dir):
-    """Every script once, two at a time: {script: (returncode, output, seconds, folder)}."""
-    from prefect.settings import PREFECT_API_URL
-    url = PREFECT_API_URL.value()
+def runs(prefect_api_url, tmp_path_factory, demo_model_dir):
+    """Every script once, three at a time: {script: (returncode, output, seconds, folder)}."""
 
     def run(script: str):
         folder = tmp_path_factory.mktemp(script.split(".")[0])
@@ -77,7 +75,7 @@ def runs(prefect_harness, tmp_path_factory, demo_model_dir):
                    OUT=str(folder), PYTHON=sys.executable,
                    OMP_NUM_THREADS="1")  # three runs at a time on two cores
         if script != FRESH:
-            env["PREFECT_API_URL"] = url
+            env["PREFECT_API_URL"] = prefect_api_url
         else:
             env.pop("PREFECT_API_URL", None)
             env.pop("PREFECT_HOME", None)

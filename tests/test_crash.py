@@ -89,7 +89,7 @@ def test_kill_resume_equals_an_uninterrupted_run(tiny_model_dir, tmp_path,
                                                   prefect_api_url):
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     # the uninterrupted run has its own data folder: it runs while the other is killed
-    # (each run spends most of its time on one core: imports, Prefect's start, small batches)
+    # (each run spends most of its time on one core: imports, small batches)
     log = tmp_path / "reference.log"
     with open(log, "w") as out:
         first = _start(tiny_model_dir, reference, prefect_api_url, out)
