@@ -109,15 +109,16 @@ QWEN2_VL_2B_VISION = dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=
 
 
 def random_engine(text: dict, vision: dict | None = None, dtype: str = "float32",
-                  device: str = "cpu", seed: int = 0):
+                  device: str = "cpu", seed: int = 0, processor: dict | None = None):
     """An HFEngine over a random-weight Qwen2-VL of the given shapes, built in memory with
-    the engine's attention (nothing downloaded, nothing written)."""
+    the engine's attention (nothing downloaded, nothing written); processor: the image
+    processor's sizes (build_processor's arguments)."""
     import torch
 
     from rap.rap_core.engines.attention import NAME
     from rap.rap_core.engines.hf import HFEngine
     from rap.rap_core.demo.tiny_model import build_model, build_processor
-    processor = build_processor("qwen2_vl")
+    processor = build_processor("qwen2_vl", **(processor or {}))
     processor.tokenizer.padding_side = "left"
     vision = {"hidden_size": text["hidden_size"], **(vision or {})}  # merger -> text width
     model = build_model(processor.tokenizer, seed, "qwen2_vl", text=text, vision=vision,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -148,7 +148,10 @@ class RapParams(BaseModel):
                                "lambda_c < 0 runs them anyway; needed to retune later with "
                                "lambda_c < 0")
     shard_size: int = Field(256, ge=1, description="Samples per inference task")
-    batch_size: int = Field(8, ge=1, description="Samples per forward/generate call")
+    batch_size: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = Field(
+        "auto", description="Samples per forward/generate call; auto: on CUDA as many as "
+        "the device's free memory holds (KV cache and activations of the shard's longest "
+        "prompt plus max_new_tokens), elsewhere 8; a batch that runs out of memory is split")
     export: bool = Field(True, description="Write the selected subset as EasyR1 Parquet")
     wait_for_lock: float = Field(0.0, ge=0.0, le=86400.0, description="Seconds to wait for "
                                  "another run writing the same data folder (0: stop at once)")

@@ -47,15 +47,25 @@ def _engine(model: ResolvedModel, spec: ModelSpec):
                        spec.engine_config(model.served_model))
 
 
-def _batch(engine, batch_size: int) -> int:
+def _batch(engine, batch_size: int | str) -> int | str:
     """A serving engine wants more samples per call than a forward pass holds."""
-    return max(batch_size, getattr(engine, "samples_per_call", 0))
+    per_call = getattr(engine, "samples_per_call", 0)
+    if batch_size == "auto":
+        return per_call or "auto"
+    return max(batch_size, per_call)
+
+
+def _log_auto(stage: str, asked: int | str, result: ShardResult, rows_per_item: int) -> None:
+    if asked == "auto" and result.batch_size:
+        get_run_logger().info("%s: batch size auto -> %d prompts a call (%d rows)", stage,
+                              result.batch_size, result.batch_size * rows_per_item)
 
 
 def _rollouts(stage, shard, model, spec, rollout, batch_size, fact_key, report) -> ShardResult:
     engine = _engine(model, spec)
     result = infer_rollouts(engine, shard, stage, rollout, _batch(engine, batch_size),
                             model.model_key, fact_key, _Progress(stage, report))
+    _log_auto(stage, batch_size, result, rollout.m if rollout.temperature else 1)
     if getattr(engine, "stats", None):  # a server: requests, retries, whose token ids
         get_run_logger().info("%s: engine %s so far: %s", stage, spec.engine, ", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in engine.stats.items()))
@@ -64,7 +74,7 @@ def _rollouts(stage, shard, model, spec, rollout, batch_size, fact_key, report) 
 
 @task(name="text-only-inference", cache_key_fn=shard_cache_key, persist_result=True)
 def text_only_inference(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
-                        rollout: RolloutSettings, batch_size: int, fact_key: str,
+                        rollout: RolloutSettings, batch_size: int | str, fact_key: str,
                         report=None) -> ShardResult:
     """M responses per sample with the image placeholders removed (T=0)."""
     return _rollouts("text_only", shard, model, spec, rollout, batch_size, fact_key, report)
@@ -72,7 +82,7 @@ def text_only_inference(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSp
 
 @task(name="multimodal-inference", cache_key_fn=shard_cache_key, persist_result=True)
 def multimodal_inference(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
-                         rollout: RolloutSettings, batch_size: int, fact_key: str,
+                         rollout: RolloutSettings, batch_size: int | str, fact_key: str,
                          report=None) -> ShardResult:
     """M responses per sample with the images (T=1)."""
     return _rollouts("multimodal", shard, model, spec, rollout, batch_size, fact_key, report)
@@ -80,8 +90,10 @@ def multimodal_inference(shard: pl.DataFrame, model: ResolvedModel, spec: ModelS
 
 @task(name="attention-extraction", cache_key_fn=shard_cache_key, persist_result=True)
 def attention_extraction(shard: pl.DataFrame, model: ResolvedModel, spec: ModelSpec,
-                         head_reduce: str, batch_size: int, fact_key: str,
+                         head_reduce: str, batch_size: int | str, fact_key: str,
                          report=None) -> ShardResult:
     """Final-layer attention over one teacher-forced response per sample, reduced to S_j."""
-    return infer_attention(_engine(model, spec), shard, head_reduce, batch_size,
-                           model.model_key, fact_key, _Progress("attention", report))
+    result = infer_attention(_engine(model, spec), shard, head_reduce, batch_size,
+                             model.model_key, fact_key, _Progress("attention", report))
+    _log_auto("attention", batch_size, result, 1)
+    return result

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from rap.rap_core.engines.attention import final_layer_weights
 from rap.rap_core.engines.attention_stats import column_log_sums
 from rap.rap_core.engines.base import EngineConfigError, PromptItem, SampleError, run_isolated
 from rap.rap_core.engines.hf import HFEngine
@@ -78,7 +79,7 @@ def test_attention_pass_keeps_only_the_final_layer_and_matches_full_maps(engine,
     np.testing.assert_allclose(single, sums[1], atol=1e-4)
     inputs = engine._encode(batch[1:2], True)
     engine._append_responses(inputs, batch[1:2])
-    with torch.inference_mode():
+    with torch.inference_mode(), final_layer_weights():
         full = engine.model(**inputs, output_attentions=True, use_cache=False).attentions
     size = len(responses[1])
     block = full[-1][0].mean(0)[-size:, -size:]
@@ -179,3 +180,72 @@ def test_a_checkpoint_laid_out_like_the_published_ones_loads(tmp_path, tiny_mode
     loaded = HFEngine(str(real), "cpu", "float32", None)
     inputs = loaded._encode(items(shard)[:1], True)
     assert "pixel_values" in inputs and (inputs["input_ids"] == loaded.image_token_id).sum() > 1
+
+
+def oom(message="CUDA out of memory. Tried to allocate 2.00 GiB"):
+    return torch.OutOfMemoryError(message)
+
+
+def test_a_batch_out_of_memory_is_split_and_later_batches_keep_the_size():
+    sizes = []
+
+    def call(batch):
+        sizes.append(len(batch))
+        if len(batch) > 3:
+            raise oom()
+        return [x * 10 for x in batch]
+    assert run_isolated(list(range(11)), 8, call) == [x * 10 for x in range(11)]
+    assert sizes == [8, 4, 2, 2, 2, 2, 2, 1]  # 8 and 4 ran out; then 2 a call
+
+
+def test_one_sample_too_large_for_memory_costs_only_itself():
+    def call(batch):
+        if 3 in batch:
+            raise oom()
+        return list(batch)
+    out = run_isolated([1, 2, 3, 4], 4, call)
+    assert out[:2] == [1, 2] and out[3] == 4
+    assert isinstance(out[2], SampleError) and out[2].code == "out_of_memory"
+
+
+def test_out_of_memory_in_generate_splits_and_keeps_every_rollout(engine, shard, monkeypatch):
+    """A forced out-of-memory above 2 prompts' rows: the shard is still complete and its
+    facts are the ones a small batch gives (batch invariance)."""
+    small = infer_rollouts(engine, shard, "multimodal", ROLLOUT, 1, "m", "s")
+    real = engine.model.generate
+    rows_seen = []
+
+    def limited(**kwargs):
+        rows = kwargs["input_ids"].shape[0] * kwargs.get("num_return_sequences", 1)
+        rows_seen.append(rows)
+        if rows > 2 * ROLLOUT.m:
+            raise oom()
+        return real(**kwargs)
+    monkeypatch.setattr(engine.model, "generate", limited)
+    split = infer_rollouts(engine, shard, "multimodal", ROLLOUT, 4, "m", "s")
+    assert split.errors.is_empty() and split.facts.equals(small.facts)
+    assert rows_seen[0] == 4 * ROLLOUT.m and max(rows_seen[1:]) == 2 * ROLLOUT.m
+
+
+def test_auto_batch_size_fills_the_free_memory(engine, shard, monkeypatch):
+    from rap.rap_core.engines import batching
+    from rap.rap_core.engines.inference import resolve_batch_size
+    prompts = items(shard)
+    assert resolve_batch_size(engine, prompts, "auto", True, 5, 64) == batching.DEFAULT_BATCH
+    assert resolve_batch_size(object(), prompts, "auto", True, 5, 64) == batching.DEFAULT_BATCH
+    assert resolve_batch_size(engine, prompts, 3, True, 5, 64) == 3
+    # the prompt lengths it sizes by are the processed ones, without processing the images
+    for with_images in (True, False):
+        encoded = engine._encode(prompts, with_images)
+        assert engine._prompt_token_counts(prompts, with_images) == \
+            engine._prompt_lengths(encoded)
+    shapes = batching.Shapes.of(engine.model)
+    longest = max(engine._prompt_token_counts(prompts, True))
+    row = batching.generation_row_bytes(shapes, longest, 64)
+    monkeypatch.setattr(engine, "device", "cuda:0")
+    for free_rows, want in ((1, 1), (2 * 5 / batching.MEMORY_SHARE + 1, 2), (10**6, 4)):
+        monkeypatch.setattr(torch.cuda, "mem_get_info",
+                            lambda device, free=int(free_rows * row): (free, 2 * free))
+        assert engine.batch_size_for(prompts, True, 5, 64) == want
+    attention_row = batching.attention_row_bytes(shapes, longest + 64)
+    assert attention_row > batching.attention_row_bytes(shapes, longest)

@@ -1,8 +1,9 @@
-"""Text attention for RAP: sdpa in every decoder layer but the last, eager in the last.
+"""Text attention for RAP: sdpa in every decoder layer; eager in the last one only while
+the ACE pass reads its weights (inside `final_layer_weights()`).
 
 ACE needs the final layer's attention weights, which only an eager layer returns. Running
-every layer eager (the old way) materialises a (batch, heads, T, T) matrix per layer and is
-slower in generation; this implementation keeps that cost to one layer. Registered under
+every layer eager (the old way) materialises a (batch, heads, T, T) matrix per layer; keeping
+the last layer eager during generation too cost a matrix per step for weights nobody reads. Registered under
 NAME for transformers' attention and mask interfaces, so the masks it receives are the sdpa
 ones (boolean, or None for plain causal attention) and are turned into the additive form
 here. (Flipping one layer's config to eager instead would give it an sdpa mask of None and
@@ -11,12 +12,26 @@ attend non-causally.)
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "rap_final_eager"
+_WEIGHTS_WANTED = contextvars.ContextVar("rap_final_layer_weights", default=False)
+
+
+@contextlib.contextmanager
+def final_layer_weights():
+    """Within this block the final text layer runs eager and returns its weights."""
+    token = _WEIGHTS_WANTED.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_WANTED.reset(token)
 
 
 def _additive_mask(mask: torch.Tensor | None, q_len: int, k_len: int,
@@ -37,7 +52,7 @@ def _is_final_layer(module) -> bool:
 
 def final_layer_eager(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
                       **kwargs):
-    if not _is_final_layer(module):
+    if not (_WEIGHTS_WANTED.get() and _is_final_layer(module)):
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       scaling=scaling, dropout=dropout, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)

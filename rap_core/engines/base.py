@@ -104,19 +104,41 @@ def load_engine(path: str, device: str, dtype: str, system_prompt: str | None,
 def run_isolated(items: list, batch_size: int, call: Callable[[list], list],
                  progress: Callable[[int, int], None] | None = None) -> list:
     """Call in batches; when a batch raises, retry its items one by one so one bad
-    sample costs only itself. Returns one result or SampleError per item."""
+    sample costs only itself. A batch that runs out of device memory is halved and
+    retried (never lost), and later batches keep to the size that fitted. Returns one
+    result or SampleError per item."""
     out: list = []
-    for start in range(0, len(items), batch_size):
+    size = batch_size
+    while len(out) < len(items):
         if progress:
             progress(len(out), len(items))
-        batch = items[start:start + batch_size]
+        batch = items[len(out):len(out) + size]
         try:
             out.extend(call(batch))
         except EngineConfigError:
             raise
-        except Exception:
-            out.extend(_one_by_one(batch, call))
+        except Exception as exc:
+            if not _is_oom(exc):
+                out.extend(_one_by_one(batch, call))
+                continue
+            _free_device_cache()
+            if len(batch) > 1:
+                size = (len(batch) + 1) // 2
+                continue
+            out.append(SampleError("out_of_memory", "one sample alone does not fit in "
+                                   f"device memory ({type(exc).__name__}: {exc})"))
     return out
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _free_device_cache() -> None:
+    import sys
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _one_by_one(batch: list, call: Callable[[list], list]) -> list:

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from transformers import LogitsProcessorList
 
+from rap.rap_core.engines.attention import final_layer_weights
 from rap.rap_core.engines.attention_stats import column_log_sums, reduce_heads
+from rap.rap_core.engines.batching import (DEFAULT_BATCH, Shapes, attention_row_bytes,
+                                           fitting_prompts, generation_row_bytes)
 from rap.rap_core.engines.base import EngineConfigError, PromptItem, Response, SampleError
 from rap.rap_core.engines.hf_loading import load_model_and_processor
 from rap.rap_core.params import RolloutSettings
 from rap.rap_core.io.images import load_rgb
-from rap.rap_core.engines.sampling import PerRowSampler, rollout_seed
+from rap.rap_core.engines.sampling import CounterSampler, rollout_seed
 
 
 def _load_images(paths: tuple[str, ...], max_pixels: int | None = None):
     return [load_rgb(p, max_pixels) for p in paths]
+
+
+def _take_marked_tokens(model, *args, generation_config, **kwargs):
+    """generate's own decoding loop, taking each step's most likely token: the sampler has
+    marked the drawn one. (generate accepts M sequences per prompt only when sampling, and
+    encodes each image once before it expands the batch.)"""
+    greedy = copy.copy(generation_config)
+    greedy.do_sample = False
+    return type(model)._sample(model, *args, generation_config=greedy, **kwargs)
 
 
 class HFEngine:
@@ -74,6 +88,44 @@ class HFEngine:
             raise EngineConfigError("multimodal inputs carry no pixel values / image tokens: "
                                     "the checkpoint's processor is not an image processor")
 
+    def batch_size_for(self, items: list[PromptItem], with_images: bool, rows_per_item: int,
+                       new_tokens: int) -> int:
+        """`--batch-size auto`: on CUDA the most items whose rows fit in the device's free
+        memory at the longest of these prompts (rap_core.engines.batching); new_tokens 0
+        means the attention pass (prompt + response, one row each); elsewhere the default."""
+        if not str(self.device).startswith("cuda"):
+            return DEFAULT_BATCH
+        shapes = Shapes.of(self.model)
+        longest = max(n + len(it.response_ids)
+                      for n, it in zip(self._prompt_token_counts(items, with_images), items))
+        row = (attention_row_bytes(shapes, longest) if new_tokens == 0 else
+               generation_row_bytes(shapes, longest, new_tokens))
+        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+        return fitting_prompts(free, row, rows_per_item, len(items))
+
+    def _prompt_token_counts(self, items: list[PromptItem], with_images: bool) -> list[int]:
+        """Each prompt's tokens without processing its images: the template's text, and
+        per image the tokens the image processor makes of its size (read from the header)."""
+        texts = [self.processor.apply_chat_template(
+            it.messages(with_images, self.system_prompt), add_generation_prompt=True,
+            tokenize=False) for it in items]
+        counts = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        if not with_images:
+            return counts
+        # each image's one placeholder token becomes its tokens
+        return [n + sum(self._image_tokens(p) - 1 for p in it.image_paths)
+                for n, it in zip(counts, items)]
+
+    def _image_tokens(self, path: str) -> int:
+        image_processor = self.processor.image_processor
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+            patches = image_processor.get_number_of_image_patches(height, width, {})
+        except Exception:  # unreadable: that sample fails on its own later
+            return 0
+        return patches // getattr(image_processor, "merge_size", 2) ** 2
+
     def _prompt_lengths(self, inputs) -> list[int]:
         return inputs["attention_mask"].sum(1).tolist()
 
@@ -93,17 +145,21 @@ class HFEngine:
 
     def _decoding(self, items, with_images: bool, rollout: RolloutSettings) -> dict:
         """Greedy (one response, repeated) at temperature 0, else per-rollout seeded
-        sampling; HF's own sampler then only sees a one-token distribution."""
-        common = dict(max_new_tokens=rollout.max_new_tokens, suppress_tokens=self.vision_tokens)
+        sampling: the sampler picks each token and generate's loop takes it greedily
+        (its own softmax and multinomial over the vocabulary would cost more than ours)."""
+        common = dict(max_new_tokens=rollout.max_new_tokens)
         if rollout.temperature == 0:
-            return {**common, "do_sample": False, "num_return_sequences": 1}
+            return {**common, "do_sample": False, "num_return_sequences": 1,
+                    "suppress_tokens": self.vision_tokens}
         condition = "mm" if with_images else "text"
         seeds = [rollout_seed(rollout.seed, it.sample_id, condition, r)
                  for it in items for r in range(rollout.m)]
-        sampler = PerRowSampler(seeds, rollout.temperature, rollout.top_p, self.device)
+        sampler = CounterSampler(seeds, rollout.temperature, rollout.top_p, self.device,
+                                 self.vision_tokens)
         return {**common, "do_sample": True, "num_return_sequences": rollout.m,
                 "temperature": 1.0, "top_p": 1.0, "top_k": 0,
-                "logits_processor": LogitsProcessorList([sampler])}
+                "logits_processor": LogitsProcessorList([sampler]),
+                "custom_generate": _take_marked_tokens}
 
     def _split_too_long(self, items, too_long, lengths, with_images, rollout):
         ok = [it for it, bad in zip(items, too_long) if not bad]
@@ -161,7 +217,7 @@ class HFEngine:
         layer = self.model.get_decoder().layers[-1].self_attn
         hook = layer.register_forward_hook(lambda mod, args, out: kept.update(w=out[1]))
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), final_layer_weights():
                 self.model(**inputs, use_cache=False, logits_to_keep=1)
         finally:
             hook.remove()

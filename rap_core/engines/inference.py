@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from rap.rap_core.engines.base import Engine, PromptItem, SampleError, run_isolated
+from rap.rap_core.engines.batching import DEFAULT_BATCH
 from rap.rap_core.grading import grade
 from rap.rap_core.params import RolloutSettings
 
@@ -33,6 +34,7 @@ class ShardResult:
     facts: pl.DataFrame
     errors: pl.DataFrame
     engine_s: float = 0.0  # wall time inside engine calls (the rest is bookkeeping)
+    batch_size: int = 0  # prompts per call it started with ('auto' resolved)
 
 
 def _items(shard: pl.DataFrame, with_responses: bool = False) -> list[PromptItem]:
@@ -62,17 +64,33 @@ def run_bucketed(items: list[PromptItem], with_images: bool, batch_size: int, ca
     return results
 
 
+def resolve_batch_size(engine: Engine, items: list[PromptItem], batch_size: int | str,
+                       with_images: bool, rows_per_item: int, new_tokens: int) -> int:
+    """An int as given; 'auto' as the engine sizes it for these items (new_tokens 0: the
+    attention pass), or the default for an engine that does not."""
+    if batch_size != "auto":
+        return int(batch_size)
+    if not items:
+        return DEFAULT_BATCH
+    size_for = getattr(engine, "batch_size_for", None)
+    return size_for(items, with_images, rows_per_item, new_tokens) if size_for \
+        else DEFAULT_BATCH
+
+
 def _errors(sample_id: str, err: SampleError, model_key: str, fact_key: str, stage: str):
     return {"sample_id": sample_id, "model_key": model_key, "fact_key": fact_key,
             "stage": stage, "error_code": err.code, "error_message": str(err)}
 
 
 def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: RolloutSettings,
-                   batch_size: int, model_key: str, settings_key: str,
+                   batch_size: int | str, model_key: str, settings_key: str,
                    progress=None, bucket: bool = True) -> ShardResult:
     """M graded responses per sample under one condition ('text_only' or 'multimodal')."""
     condition, with_images = CONDITIONS[stage]
     items = _items(shard)
+    rows = rollout.m if rollout.temperature else 1
+    batch_size = resolve_batch_size(engine, items, batch_size, with_images, rows,
+                                    rollout.max_new_tokens)
     start = time.perf_counter()
     results = run_bucketed(items, with_images, batch_size,
                            lambda batch: engine.generate(batch, with_images, rollout),
@@ -91,14 +109,15 @@ def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: Rol
                           "token_ids": list(response.token_ids),
                           "extracted_answer": extracted, "correct": correct})
     return ShardResult(pl.DataFrame(facts, schema=ROLLOUT_SCHEMA),
-                       pl.DataFrame(errors, schema=ERROR_SCHEMA), engine_s)
+                       pl.DataFrame(errors, schema=ERROR_SCHEMA), engine_s, batch_size)
 
 
-def infer_attention(engine: Engine, shard: pl.DataFrame, head_reduce: str, batch_size: int,
-                    model_key: str, ace_key: str, progress=None,
+def infer_attention(engine: Engine, shard: pl.DataFrame, head_reduce: str,
+                    batch_size: int | str, model_key: str, ace_key: str, progress=None,
                     bucket: bool = True) -> ShardResult:
     """Column log-sums of the final layer's attention over each sample's chosen response."""
     items = _items(shard, with_responses=True)
+    batch_size = resolve_batch_size(engine, items, batch_size, True, 1, 0)
     start = time.perf_counter()
     results = run_bucketed(items, True, batch_size,
                            lambda batch: engine.attention_column_log_sums(batch, head_reduce),
@@ -113,7 +132,7 @@ def infer_attention(engine: Engine, shard: pl.DataFrame, head_reduce: str, batch
                       "rollout_index": index, "response_len": len(result),
                       "col_log_sums": [float(x) for x in result]})
     return ShardResult(pl.DataFrame(facts, schema=ATTENTION_SCHEMA),
-                       pl.DataFrame(errors, schema=ERROR_SCHEMA), engine_s)
+                       pl.DataFrame(errors, schema=ERROR_SCHEMA), engine_s, batch_size)
 
 
 def failed_shard(shard: pl.DataFrame, stage: str, model_key: str, fact_key: str,

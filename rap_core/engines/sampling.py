@@ -1,8 +1,19 @@
-"""Batch-invariant sampling: every rollout draws from its own seeded generator.
+"""Batch-invariant sampling at the cost of a few passes over the logits.
 
 With one shared RNG a sample's rollouts would depend on which samples share its batch, so a
-resumed run, another batch size or another shard split would give different facts. Here
-rollout r of sample x under condition c always uses seed (seed, x, c, r).
+resumed run, another batch size or another shard split would give different facts. Here the
+uniform that draws rollout r's t-th token is a hash of (rollout seed, t, attempt): rollout r of
+sample x under condition c always draws from the same stream, with no generator per row and
+no Python loop over rows.
+
+A draw is an inverse-CDF lookup in two levels (sums of blocks of the vocabulary, then one
+block), so no full cumulative sum is built. Nucleus (top_p) sampling needs no sort: a token
+drawn from the whole distribution is kept when the mass of the tokens more likely than it is
+below top_p, else drawn again with the next attempt's uniform. That is exact rejection
+sampling of the nucleus (ties at its edge are all inside it); the rare row still rejected
+after REJECTION_ROUNDS attempts is drawn from its nucleus found by a sort of that row alone.
+Every reduction runs within a row, in fixed-size blocks, so a row's arithmetic does not
+depend on the rows beside it.
 """
 
 from __future__ import annotations
@@ -12,13 +23,114 @@ from transformers import LogitsProcessor
 
 from rap.rap_core.keys import short_hash
 
+BLOCK = 1024
+REJECTION_ROUNDS = 16
+_MASK32 = 0xFFFFFFFF
+
 
 def rollout_seed(seed: int, sample_id: str, condition: str, index: int) -> int:
     return int(short_hash(seed, sample_id, condition, index), 16) % (2**63 - 1)
 
 
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2^32 for x in [0, 2^32), in int64 without overflow (16-bit halves)."""
+    low = (x & 0xFFFF) * c
+    high = (((x >> 16) * c) & 0xFFFF) << 16
+    return (low + high) & _MASK32
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer finaliser (xor-shift-multiply, 'lowbias32')."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def counter_uniforms(seeds: torch.Tensor, step: int, attempt: int = 0) -> torch.Tensor:
+    """One float64 uniform in [0, 1) per seed (int64, >= 0) for (step, attempt): a pure
+    function of its arguments, 53 random bits from two hashed words."""
+    low, high = seeds & _MASK32, seeds >> 32
+    counter = ((step & 0xFFFFFF) << 8) | (attempt & 0xFF)
+
+    def word(salt: int) -> torch.Tensor:
+        return _hash32(low ^ _hash32(high ^ _hash32(torch.full_like(seeds, counter ^ salt))))
+
+    a, b = word(0x68E31DA4) >> 5, word(0x3C6EF372) >> 6
+    return (a * 67108864 + b).double() / 9007199254740992.0
+
+
+def _blocks(weights: torch.Tensor) -> torch.Tensor:
+    """Per-row sums of consecutive BLOCK-wide slices (the last one may be shorter), float64."""
+    full = weights.shape[-1] // BLOCK * BLOCK
+    sums = [weights[:, :full].view(weights.shape[0], -1, BLOCK).sum(-1)] if full else []
+    if full < weights.shape[-1]:
+        sums.append(weights[:, full:].sum(-1, keepdim=True))
+    return torch.cat(sums, -1).double()
+
+
+def inverse_cdf(weights: torch.Tensor, block_sums: torch.Tensor,
+                u: torch.Tensor) -> torch.Tensor:
+    """The token whose cumulative weight interval holds u * total, per row (weights >= 0,
+    unnormalised; every row has some weight)."""
+    rows, vocab = weights.shape
+    cum = block_sums.cumsum(-1)
+    target = u * cum[:, -1]
+    block = torch.searchsorted(cum, target[:, None], right=True).clamp_(max=cum.shape[1] - 1)
+    before = torch.where(block > 0, cum.gather(1, (block - 1).clamp(min=0)), 0.0)
+    index = block * BLOCK + torch.arange(BLOCK, device=weights.device)
+    inside = weights.gather(1, index.clamp(max=vocab - 1)) * (index < vocab)
+    offset = (target[:, None] - before).to(inside.dtype)
+    pos = torch.searchsorted(inside.cumsum(-1), offset, right=True).clamp_(max=BLOCK - 1)
+    # rounding can land past the block's last token with weight: take that token
+    last = (torch.arange(BLOCK, device=weights.device) * (inside > 0)).argmax(-1, keepdim=True)
+    return (block * BLOCK + torch.minimum(pos, last)).squeeze(1)
+
+
+def _mass_above(weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Per row, the weight of the tokens strictly more likely than the chosen one."""
+    level = weights.gather(1, chosen[:, None])
+    return _blocks(torch.where(weights > level, weights, 0.0)).sum(-1)
+
+
+def sample_rows(scores: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float,
+                top_p: float) -> torch.Tensor:
+    """One token per row from softmax(scores / temperature) restricted to its top_p nucleus,
+    drawn with the row's counter-based uniforms."""
+    scores = scores.float()
+    if temperature != 1.0:
+        scores = scores / temperature
+    weights = (scores - scores.amax(-1, keepdim=True)).exp_()
+    sums = _blocks(weights)
+    if not bool(torch.isfinite(sums).all()):
+        raise RuntimeError("sampling: the logits hold NaN or infinite values")
+    chosen = inverse_cdf(weights, sums, counter_uniforms(seeds, step))
+    if top_p >= 1.0:
+        return chosen
+    total = sums.sum(-1)
+    # a token above (1 - top_p) of the mass is inside the nucleus whatever the rest is
+    pending = (weights.gather(1, chosen[:, None]).squeeze(1).double()
+               <= (1.0 - top_p) * total).nonzero().squeeze(1)
+    for attempt in range(REJECTION_ROUNDS):
+        if pending.numel() == 0:
+            return chosen
+        rows = weights if pending.numel() == weights.shape[0] else weights[pending]
+        inside = _mass_above(rows, chosen[pending]) < top_p * total[pending]
+        pending = pending[~inside]
+        if pending.numel():
+            chosen[pending] = inverse_cdf(weights[pending], sums[pending],
+                                          counter_uniforms(seeds[pending], step, attempt + 1))
+    if pending.numel():
+        nucleus = top_p_filter(weights[pending] / total[pending, None].float(), top_p)
+        chosen[pending] = inverse_cdf(nucleus, _blocks(nucleus), counter_uniforms(
+            seeds[pending], step, REJECTION_ROUNDS + 1))
+    return chosen
+
+
 def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Zero the tail outside the smallest set whose mass reaches top_p (keeps >= 1 token)."""
+    """Zero the tail outside the smallest set whose mass reaches top_p (keeps >= 1 token);
+    by a sort: the reference the sampler's rejection test agrees with."""
     if top_p >= 1.0:
         return probs
     sorted_probs, order = probs.sort(-1, descending=True)
@@ -27,17 +139,21 @@ def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
 
 
-class PerRowSampler(LogitsProcessor):
-    """Samples each row's next token with that row's generator; returns logits where only
-    the drawn token is finite, so greedy decoding takes it."""
+class CounterSampler(LogitsProcessor):
+    """Draws each row's next token with that row's counter-based stream and marks it in the
+    scores (+inf), so a greedy step takes it; suppressed tokens are never drawn. Called once
+    per decode step, for every row, so the step count is each row's draw count."""
 
-    def __init__(self, seeds: list[int], temperature: float, top_p: float, device):
-        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, device,
+                 suppress: list[int] = ()):
+        self.seeds = torch.tensor(seeds, dtype=torch.int64, device=device)
         self.temperature, self.top_p = temperature, top_p
+        self.suppress = torch.tensor(list(suppress), dtype=torch.int64, device=device)
+        self.step = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
-        probs = top_p_filter(torch.softmax(scores.float() / self.temperature, -1), self.top_p)
-        chosen = torch.stack([torch.multinomial(probs[b], 1, generator=g)
-                              for b, g in enumerate(self.generators)])
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter(-1, chosen, 0.0)
+        if self.suppress.numel():
+            scores = scores.index_fill_(-1, self.suppress, float("-inf"))  # generate's own copy
+        chosen = sample_rows(scores, self.seeds, self.step, self.temperature, self.top_p)
+        self.step += 1
+        return scores.scatter_(-1, chosen[:, None], float("inf"))
