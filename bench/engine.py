@@ -219,6 +219,9 @@ def main() -> int:
                         help="text layers and vision blocks (default: the shape's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, help="default: the shape's")
+    parser.add_argument("--cache", choices=["dynamic", "static"], default="dynamic",
+                        help="rap's KV cache (static: preallocated; on CUDA generate compiles "
+                        "the decode step with it)")
     parser.add_argument("--profile", action="store_true",
                         help="also a decode step by part, at the largest batch")
     parser.add_argument("--out", default=None, help="write the figures here as JSON")
@@ -236,6 +239,8 @@ def main() -> int:
         vision = {**vision, "depth": args.layers}
     args.dtype = args.dtype or dtype
     engine = random_engine(text, vision, args.dtype, args.device, processor=image)
+    if args.cache == "static":
+        engine.cache_implementation = "static"
     params = sum(p.numel() for p in engine.model.parameters())
     samples = easy_vqa_samples(args.n, Path(tempfile.mkdtemp(prefix="rap-bench-")))
     prompts = [PromptItem(r["sample_id"], r["question"], tuple(r["image_paths"]))
@@ -247,7 +252,7 @@ def main() -> int:
     print(f"random Qwen2-VL ({args.shapes}, {params / 1e6:.1f} M parameters, vocabulary "
           f"{text['vocab_size']}, {args.dtype}), {args.n} prompts, M={args.m}, "
           f"{args.max_new_tokens} new tokens, temperature {rollout.temperature}, "
-          f"top_p {rollout.top_p}, threads {torch.get_num_threads()}")
+          f"top_p {rollout.top_p}, {args.cache} cache, threads {torch.get_num_threads()}")
     copy_bps = bandwidth(args.device)
     print(f"copy bandwidth {copy_bps / 1e9:.1f} GB/s")
     figures: dict = {"machine": machine(), "shapes": args.shapes, "dtype": args.dtype,
@@ -269,6 +274,11 @@ def main() -> int:
             figures["rows"].append({**row, "limit": limit})
             print(table([row]), flush=True)
     print("\n" + table([{k: v for k, v in r.items() if k != "limit"} for r in figures["rows"]]))
+    for r in figures["rows"]:
+        against = (f", {r['rap s/tok / hf s/tok']:.3f}x transformers' sampler's seconds per "
+                   "token" if "hf tok/s" in r else "")
+        print(f"{r['condition']}, batch {r['batch']}: rap {r['rap tok/s']:.1f} tokens/s"
+              f"{against}, {r['share of limit']:.3f} of the machine's limit")
     if args.profile:
         batch = max(batches)
         for condition in conditions:

@@ -4,10 +4,16 @@ telling first, so a short budget keeps what matters most):
 
 1. the `rap` flow end to end on --flow-n easy-VQA samples (all rollouts; the model is built
    on the device and saved to a folder first);
-2. the transformers engine: samples/s and generated tokens/s at M = 5 and 256 new tokens
-   (random weights never stop early: every response is 256 tokens, the worst case);
-3. the ACE pass: peak GPU memory against a plain forward over the same batch;
-4. the vLLM engine on the same folder, if vLLM imports here (else says why).
+2. the transformers engine: generated tokens/s at M = 5 and 256 new tokens for each batch
+   size of --batches (prompts per call, each M rows; auto: what --batch-size auto picks for
+   --n prompts), multimodal and text-only, and its share of the memory-bound ceiling of a
+   decode step of that many rows (weights and KV cache read once a step, at the bandwidth the
+   vendor gives for the device's name, else a measured copy's); random weights never stop
+   early: every response is 256 tokens, the worst case;
+3. the same engine with a static (preallocated) KV cache, which generate compiles on CUDA,
+   against the dynamic cache at --static-batch prompts (each measured on a second call);
+4. the ACE pass: peak GPU memory against a plain forward over the same batch;
+5. the vLLM engine on the same folder, if vLLM imports here (else says why).
 
 Each step prints its figures and is timed; a failing step is reported and the next one runs.
 --budget-s bounds the whole run: a step whose usual cost (ESTIMATE_S, scaled to the sizes
@@ -53,16 +59,19 @@ SMALL_VISION = dict(depth=2, hidden_size=128, intermediate_size=256, num_heads=4
 SHAPES = {"7b": (QWEN25_VL_7B_TEXT, QWEN25_VL_7B_VISION), "small": (SMALL_TEXT, SMALL_VISION)}
 
 # A step's usual seconds at the default sizes, as (fixed, scaled): estimate() scales the second
-# part to the sizes asked for. 7b: one H200, bfloat16 (the flows' fixed part, Prefect's
+# part to the sizes asked for (the engine's: 32 prompts with and without images, at batch 16,
+# before the sampler of issue 35: an upper bound). 7b: one H200, bfloat16 (the flows' fixed part, Prefect's
 # temporary server and the model's load, is a guess inside the measured total). small: 2 CPU
 # cores, float32, measured at 16 samples / prompts and scaled up (the flow 163 s, the engine
 # 298 + 304 s); vLLM does not import there, so its flow is taken as the transformers flow's.
 ESTIMATE_S = {
     "7b": {"build": (30, 0), "save checkpoint": (60, 0), "flow (transformers)": (20, 130),
-           "transformers engine": (10, 80), "ACE pass memory": (30, 0),
+           "transformers engine": (10, 80), "static cache": (90, 0),
+           "ACE pass memory": (30, 0),
            "flow (vllm)": (60, 240)},
     "small": {"build": (5, 0), "save checkpoint": (3, 0), "flow (transformers)": (20, 1900),
-              "transformers engine": (2, 1250), "ACE pass memory": (10, 0),
+              "transformers engine": (2, 1250), "static cache": (5, 0),
+              "ACE pass memory": (10, 0),
               "flow (vllm)": (20, 1900)},
 }
 
@@ -75,8 +84,9 @@ def estimate(name: str, args) -> float:
     if name.startswith("flow"):
         return fixed + scaled * (args.flow_n / 200) * (args.flow_max_new_tokens / 64) \
             * args.m / 5
-    if name == "transformers engine":
-        return fixed + scaled * (args.n / 32) * (args.max_new_tokens / 256) * args.m / 5
+    if name == "transformers engine":  # its first batch: it stops itself between the others
+        first = args.n if args.batches[0] == "auto" else min(int(args.batches[0]), args.n)
+        return fixed + scaled * (first / 32) * (args.max_new_tokens / 256) * args.m / 5
     return fixed + scaled
 
 
@@ -140,10 +150,14 @@ def main() -> int:
     parser.add_argument("--dtype", default=None,
                         help="default: bfloat16 on a GPU, float32 on the CPU (where bfloat16 "
                              "matmuls are many times slower)")
-    parser.add_argument("--n", type=int, default=32, help="prompts for the engine figures")
+    parser.add_argument("--n", type=int, default=256, help="prompts for the engine figures")
     parser.add_argument("--m", type=int, default=5)
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", default="auto", help="the flow's --batch-size")
+    parser.add_argument("--batches", default="16,64,128,256,auto",
+                        help="the engine step's prompts per call (each is M rows)")
+    parser.add_argument("--static-batch", type=int, default=64,
+                        help="prompts per call of the static cache step")
     parser.add_argument("--flow-n", type=int, default=200)
     parser.add_argument("--flow-max-new-tokens", type=int, default=64)
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp one)")
@@ -152,6 +166,7 @@ def main() -> int:
                         help="the whole run's seconds: steps that would not fit are skipped")
     args = parser.parse_args()
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    args.batches = args.batches.split(",")
     RUN.update(started=time.perf_counter(), budget_s=args.budget_s, out=args.out)
     FIGURES["budget_s"] = args.budget_s
     import torch
@@ -212,7 +227,8 @@ def main() -> int:
             model=ModelSpec(path=str(state["folder"]), device=args.device, dtype=args.dtype,
                             engine=engine_kind),
             rollout=RolloutSettings(m=args.m, max_new_tokens=args.flow_max_new_tokens),
-            all_rollouts=True, batch_size=args.batch, track=False, export=False)
+            all_rollouts=True, batch_size=args.batch if args.batch == "auto" else int(args.batch),
+            track=False, export=False)
         start = time.perf_counter()
         summary = run_flow(params)
         seconds = time.perf_counter() - start
@@ -236,33 +252,66 @@ def main() -> int:
     def _():
         engine = loaded_engine()
         engine.generate(prompts[:2], True, rollout.model_copy(update={"max_new_tokens": 4}))
-        rows = []
+        bandwidth, source = device_bandwidth(args.device)
+        rows, figures = [], {"m": args.m, "max_new_tokens": args.max_new_tokens,
+                             "bandwidth_gbps": round(bandwidth / 1e9), "bandwidth_from": source}
         for with_images in (True, False):
             # multimodal may use half of what is left, text-only the rest; a batch that would
-            # not fit ends the condition early (its rates stay rates over what ran)
+            # not fit (at the slowest seconds per row so far) ends the condition early
             share = left_s() / (2 if with_images else 1)
-            synchronize(args.device)
-            start = time.perf_counter()
-            out, slowest = [], 0.0
-            for i in range(0, len(prompts), args.batch):
-                if i and time.perf_counter() - start + slowest > share:
+            condition = "multimodal" if with_images else "text-only"
+            start, per_row = time.perf_counter(), 0.0
+            for batch in args.batches:
+                size = min(len(prompts), engine.batch_size_for(
+                    prompts, with_images, args.m, args.max_new_tokens)
+                    if batch == "auto" else int(batch))
+                if per_row and time.perf_counter() - start + per_row * size * args.m > share:
+                    rows.append({"condition": condition, "batch": batch,
+                                 "cut": "the next batch would not fit"})
+                    print(f"{condition}: batch {batch} cut: it would not fit", flush=True)
                     break
-                began = time.perf_counter()
-                out += engine.generate(prompts[i:i + args.batch], with_images, rollout)
                 synchronize(args.device)
-                slowest = max(slowest, time.perf_counter() - began)
-            seconds = time.perf_counter() - start
-            tokens = sum(len(r.token_ids) for rs in out for r in rs)
-            row = {"condition": "multimodal" if with_images else "text-only",
-                   "samples": len(out), "seconds": seconds,
-                   "samples/s": len(out) / seconds, "tokens/s": tokens / seconds}
-            if len(out) < len(prompts):
-                row["cut"] = f"{len(out)} of {len(prompts)} prompts: the next batch would not fit"
-                print(f"{row['condition']}: {row['cut']}", flush=True)
-            rows.append(row)
-        print(table(rows))
-        FIGURES["transformers engine"] = {"batch": args.batch, "m": args.m,
-                                          "max_new_tokens": args.max_new_tokens, "rows": rows}
+                began = time.perf_counter()
+                out = engine.generate(prompts[:size], with_images, rollout)
+                synchronize(args.device)
+                seconds = time.perf_counter() - began
+                per_row = max(per_row, seconds / (size * args.m))
+                tokens = sum(len(r.token_ids) for rs in out for r in rs)
+                ceiling = memory_bound_tokens_s(engine.model, size * args.m,
+                                                tokens / (size * args.m), bandwidth)
+                rows.append({"condition": condition, "batch": batch, "prompts": size,
+                             "rows": size * args.m, "seconds": seconds,
+                             "tokens/s": tokens / seconds, "ceiling tokens/s": ceiling,
+                             "share of ceiling": tokens / seconds / ceiling})
+                print(table([rows[-1]]), flush=True)
+        print(table([r for r in rows if "seconds" in r]))
+        FIGURES["transformers engine"] = {**figures, "rows": rows}
+
+    @step("static cache", args)
+    def _():
+        """The engine with a preallocated KV cache (on CUDA, generate compiles the decode
+        step for it), against the dynamic cache at the same batch: is it worth a default?"""
+        engine = loaded_engine()
+        size = min(args.static_batch, len(prompts))
+        found = {"prompts": size, "rows": size * args.m}
+        for cache in ("dynamic", "static"):
+            engine.cache_implementation = None if cache == "dynamic" else "static"
+            try:
+                began = time.perf_counter()
+                engine.generate(prompts[:size], True, rollout)  # compiles, for static
+                synchronize(args.device)
+                found[f"{cache} first call s"] = round(time.perf_counter() - began, 1)
+                began = time.perf_counter()
+                out = engine.generate(prompts[:size], True, rollout)
+                synchronize(args.device)
+                seconds = time.perf_counter() - began
+            finally:
+                engine.cache_implementation = None
+            found[f"{cache} tokens/s"] = sum(len(r.token_ids) for rs in out
+                                             for r in rs) / seconds
+        found["static / dynamic"] = found["static tokens/s"] / found["dynamic tokens/s"]
+        print(json.dumps(found, indent=1))
+        FIGURES["static cache"] = found
 
     @step("ACE pass memory", args)
     def _():
@@ -300,6 +349,40 @@ def main() -> int:
     write_figures()
     print("\n== figures\n" + json.dumps(FIGURES, indent=1, default=str))
     return 0
+
+
+# peak memory bandwidth by device name (the vendors' figures); else measured with a large copy
+BANDWIDTH_BPS = {"H200": 4.8e12, "H100 SXM": 3.35e12, "H100 80GB HBM3": 3.35e12,
+                 "H100 NVL": 3.9e12, "H100 PCIe": 2.0e12, "A100-SXM4-80GB": 2.04e12,
+                 "A100 80GB PCIe": 1.94e12, "A100-SXM4-40GB": 1.56e12, "L40S": 0.864e12}
+
+
+def device_bandwidth(device: str) -> tuple[float, str]:
+    """(bytes/s, where the figure came from)."""
+    import torch
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(device)
+        for key, bps in BANDWIDTH_BPS.items():
+            if key in name:
+                return bps, f"{name}: the vendor's figure"
+    from engine import bandwidth
+    return bandwidth(device), "measured: a 1 GiB copy"
+
+
+def memory_bound_tokens_s(model, rows: int, new_tokens: float, bandwidth: float) -> float:
+    """Tokens/s if every decode step only had to read the text decoder's and the head's
+    weights once, and each row's KV cache (at its mean length over the response), at the
+    device's bandwidth: the memory-bound ceiling of a decode step of that many rows."""
+    from rap.rap_core.engines.batching import Shapes
+    shapes = Shapes.of(model)
+    decoder = model.get_decoder()
+    embedding = decoder.get_input_embeddings().weight.numel()
+    weights = (sum(p.numel() for p in decoder.parameters()) - embedding
+               + model.get_output_embeddings().weight.numel()) * shapes.dtype_bytes
+    kv_per_token = 2 * shapes.layers * shapes.kv_heads * shapes.head_dim * shapes.dtype_bytes
+    prompt = 100  # easy-VQA's prompts with their image, about
+    kv = rows * (prompt + new_tokens / 2) * kv_per_token
+    return rows * bandwidth / (weights + kv)
 
 
 def synchronize(device: str) -> None:

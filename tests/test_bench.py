@@ -26,12 +26,20 @@ CASES = {
         rf"ACE peak / plain peak by layers: 1: {NUMBER}, 2: {NUMBER}",
         rf"skips the logits: 1: {NUMBER}, 2: {NUMBER}",
         rf"ACE peak MB from 1 to 2 layers: {NUMBER} -> {NUMBER} \(x{NUMBER}"]),
+    "engine.py": (["--batches", "1,2", "--n", "2", "--m", "2", "--max-new-tokens", "3",
+                   "--layers", "1", "--profile"], [
+        rf"multimodal, batch 2: rap {NUMBER} tokens/s, {NUMBER}x transformers' sampler's "
+        rf"seconds per token, {NUMBER} of the machine's limit",
+        rf"text-only, batch 1: rap {NUMBER} tokens/s",
+        rf"decode step, multimodal, 4 rows: {NUMBER} ms",
+        rf"sampler\s+{NUMBER} ms\s+{NUMBER}%"]),
     "engines.py": (["--n", "2", "--m", "2", "--concurrency", "2", "--retokenise-n", "2"], [
         rf"transformers serve, 2 in flight: {NUMBER}x the transformers engine",
         rf"demo model: {NUMBER} of {NUMBER} responses \({NUMBER}%\)",
         rf"random weights: {NUMBER} of {NUMBER} responses \({NUMBER}%\)"]),
     "gpu_check.py": (["--shapes", "small", "--device", "cpu", "--n", "2",
-                      "--m", "2", "--max-new-tokens", "4", "--batch", "2", "--flow-n", "4",
+                      "--m", "2", "--max-new-tokens", "4", "--batch", "2",
+                      "--batches", "1,auto", "--static-batch", "1", "--flow-n", "4",
                       "--flow-max-new-tokens", "4", "--budget-s", "300"], []),
     "large_model.py": (["--layers", "1", "--n", "1", "--m", "2", "--max-new-tokens", "2"], [
         rf"M=2 in one call vs 2 calls: {NUMBER}x faster",
@@ -108,13 +116,17 @@ def test_bench_script_runs_and_prints_finite_figures(runs, script):
 
 def test_the_gpu_check_records_every_step_it_ran_or_skipped(runs):
     steps = ["build", "save checkpoint", "flow (transformers)", "transformers engine",
-             "ACE pass memory", "flow (vllm)"]
+             "static cache", "ACE pass memory", "flow (vllm)"]
     ran = json.loads((runs["gpu_check.py"][3] / "gpu_check.json").read_text())
     for name in steps[:-1]:
         assert "seconds" in ran[name] and "failed" not in ran[name], (name, ran[name])
     assert ran["build"]["dtype"] == "float32"  # the CPU's default
     assert ran["flow (transformers)"]["funnel"]["pool_rows"] == 4
-    assert all(math.isfinite(r["tokens/s"]) for r in ran["transformers engine"]["rows"])
+    engine = ran["transformers engine"]["rows"]
+    assert [(r["condition"], r["batch"]) for r in engine] == [
+        (c, b) for c in ("multimodal", "text-only") for b in ("1", "auto")]
+    assert all(math.isfinite(r["tokens/s"]) and 0 < r["share of ceiling"] for r in engine)
+    assert [r["prompts"] for r in engine] == [1, 2, 1, 2]  # auto on a CPU: 8, capped at --n
     assert "skipped" in ran["flow (vllm)"] or "seconds" in ran["flow (vllm)"]
     # a budget of one second: every step named as skipped, the JSON written all the same
     cut = json.loads((runs["gpu_check.sh"][3] / "gpu_check.json").read_text())

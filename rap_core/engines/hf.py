@@ -53,6 +53,9 @@ class HFEngine:
     def _setup(self, model, processor, device: str, system_prompt: str | None) -> None:
         self.model, self.processor = model, processor
         self.device = device
+        # "static": a preallocated KV cache (on CUDA generate then compiles the decode step);
+        # kept off by default until it is measured faster where users run it (README)
+        self.cache_implementation: str | None = None
         self.system_prompt = system_prompt
         self.tokenizer = self.processor.tokenizer
         size = getattr(self.processor.image_processor, "size", None) or {}
@@ -148,6 +151,8 @@ class HFEngine:
         sampling: the sampler picks each token and generate's loop takes it greedily
         (its own softmax and multinomial over the vocabulary would cost more than ours)."""
         common = dict(max_new_tokens=rollout.max_new_tokens)
+        if self.cache_implementation:
+            common["cache_implementation"] = self.cache_implementation
         if rollout.temperature == 0:
             return {**common, "do_sample": False, "num_return_sequences": 1,
                     "suppress_tokens": self.vision_tokens}

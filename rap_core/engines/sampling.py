@@ -88,20 +88,44 @@ def inverse_cdf(weights: torch.Tensor, block_sums: torch.Tensor,
     return (block * BLOCK + torch.minimum(pos, last)).squeeze(1)
 
 
-def _mass_above(weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+class Workspace:
+    """Buffers of a (rows, vocabulary) shape, reused step after step (a call with fewer rows
+    takes the first rows of one): on a CPU a fresh tensor of that size costs as much as a
+    pass over it (its pages are mapped anew)."""
+
+    def __init__(self):
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, like: torch.Tensor, dtype=None) -> torch.Tensor:
+        dtype = dtype or like.dtype
+        rows, *rest = like.shape
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape[0] < rows or list(buf.shape[1:]) != rest \
+                or buf.dtype != dtype or buf.device != like.device:
+            buf = self.buffers[name] = torch.empty(like.shape, dtype=dtype, device=like.device)
+        return buf[:rows]
+
+
+def _mass_above(weights: torch.Tensor, chosen: torch.Tensor, space: Workspace) -> torch.Tensor:
     """Per row, the weight of the tokens strictly more likely than the chosen one."""
     level = weights.gather(1, chosen[:, None])
-    return _blocks(torch.where(weights > level, weights, 0.0)).sum(-1)
+    # sum over w > level of w = sum of (w - level)+ + level * count(w > level): two cheap
+    # passes into reused buffers instead of a masked copy
+    excess = torch.sub(weights, level, out=space.get("excess", weights)).clamp_(min=0)
+    above = torch.sign(excess, out=space.get("above", weights))  # 1.0 where w > level
+    return _blocks(excess).sum(-1) + level.squeeze(1).double() * _blocks(above).sum(-1)
 
 
 def sample_rows(scores: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float,
-                top_p: float) -> torch.Tensor:
+                top_p: float, space: Workspace | None = None) -> torch.Tensor:
     """One token per row from softmax(scores / temperature) restricted to its top_p nucleus,
     drawn with the row's counter-based uniforms."""
+    space = space or Workspace()
     scores = scores.float()
+    weights = torch.sub(scores, scores.amax(-1, keepdim=True), out=space.get("weights", scores))
     if temperature != 1.0:
-        scores = scores / temperature
-    weights = (scores - scores.amax(-1, keepdim=True)).exp_()
+        weights.div_(temperature)
+    weights.exp_()
     sums = _blocks(weights)
     if not bool(torch.isfinite(sums).all()):
         raise RuntimeError("sampling: the logits hold NaN or infinite values")
@@ -115,12 +139,13 @@ def sample_rows(scores: torch.Tensor, seeds: torch.Tensor, step: int, temperatur
     for attempt in range(REJECTION_ROUNDS):
         if pending.numel() == 0:
             return chosen
-        rows = weights if pending.numel() == weights.shape[0] else weights[pending]
-        inside = _mass_above(rows, chosen[pending]) < top_p * total[pending]
+        rows = weights if pending.numel() == weights.shape[0] else torch.index_select(
+            weights, 0, pending, out=space.get("subset", weights[:pending.numel()]))
+        inside = _mass_above(rows, chosen[pending], space) < top_p * total[pending]
         pending = pending[~inside]
         if pending.numel():
-            chosen[pending] = inverse_cdf(weights[pending], sums[pending],
-                                          counter_uniforms(seeds[pending], step, attempt + 1))
+            chosen[pending] = inverse_cdf(weights, sums, counter_uniforms(
+                seeds, step, attempt + 1))[pending]
     if pending.numel():
         nucleus = top_p_filter(weights[pending] / total[pending, None].float(), top_p)
         chosen[pending] = inverse_cdf(nucleus, _blocks(nucleus), counter_uniforms(
@@ -150,10 +175,12 @@ class CounterSampler(LogitsProcessor):
         self.temperature, self.top_p = temperature, top_p
         self.suppress = torch.tensor(list(suppress), dtype=torch.int64, device=device)
         self.step = 0
+        self.space = Workspace()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
         if self.suppress.numel():
             scores = scores.index_fill_(-1, self.suppress, float("-inf"))  # generate's own copy
-        chosen = sample_rows(scores, self.seeds, self.step, self.temperature, self.top_p)
+        chosen = sample_rows(scores, self.seeds, self.step, self.temperature, self.top_p,
+                             self.space)
         self.step += 1
         return scores.scatter_(-1, chosen[:, None], float("inf"))
