@@ -75,6 +75,7 @@ bench: install
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/report_size.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/engine.py --profile
 
 # On a GPU machine, in an environment with rap on a CUDA torch (README "Performance")
 gpu-check:

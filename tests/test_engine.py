@@ -249,3 +249,18 @@ def test_auto_batch_size_fills_the_free_memory(engine, shard, monkeypatch):
         assert engine.batch_size_for(prompts, True, 5, 64) == want
     attention_row = batching.attention_row_bytes(shapes, longest + 64)
     assert attention_row > batching.attention_row_bytes(shapes, longest)
+
+
+def test_cpu_engines_keep_large_blocks_on_the_heap_unless_malloc_is_configured():
+    """glibc's mallopt, once per process; a user's (or a benchmark's) MALLOC_* wins."""
+    import subprocess
+    import sys
+    code = ("from rap.rap_core.engines.hf import keep_large_blocks_on_heap as k;"
+            "print(k(), k())")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert plain == ["True", "True"]
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**env, "MALLOC_ARENA_MAX": "2"}, check=True).stdout.split()
+    assert chosen == ["False", "False"]

@@ -95,3 +95,32 @@ def test_suppressed_tokens_are_never_drawn_and_nan_is_refused():
     assert set(picked.tolist()) == {0, 3}
     with pytest.raises(RuntimeError, match="NaN"):
         sample_rows(torch.tensor([[0.0, float("nan")]]), torch.tensor([1]), 0, 1.0, 1.0)
+
+
+def test_the_gpu_path_never_syncs_yet_keeps_rows_apart_and_the_nucleus():
+    """host_sync=False (a GPU's path, run here on the CPU): fixed rounds of whole-batch
+    rejection; same nucleus, same independence of rows, and what it could not settle is
+    counted instead of waited for."""
+    from rap.rap_core.engines.sampling import Workspace
+    torch.manual_seed(1)
+    logits = torch.randn(3 * BLOCK + 77) * 2.5
+    reference = top_p_filter(torch.softmax(logits, -1)[None], 0.9)[0]
+    reference /= reference.sum()
+    n = 60000
+    space = Workspace()
+    drawn = sample_rows(logits[None].expand(n, -1), torch.arange(n), 0, 1.0, 0.9, space,
+                        host_sync=False)
+    freq = torch.bincount(drawn, minlength=logits.numel()) / n
+    outside = int(space.tail_draws)
+    assert round(float(freq[reference == 0].sum()) * n) == outside <= n * 0.1 ** 3 * 3
+    assert 0.5 * (freq - reference).abs().sum() < 0.03
+    scores = torch.randn(6, 151936) * 3
+    seeds = torch.arange(6) * 977
+    batch = sample_rows(scores, seeds, 2, 1.0, 0.95, host_sync=False)
+    assert batch.tolist() == [sample_rows(scores[i:i + 1], seeds[i:i + 1], 2, 1.0, 0.95,
+                                          host_sync=False).item() for i in range(6)]
+    sampler = CounterSampler([1], 1.0, 0.9, "cpu")
+    sample_rows(torch.tensor([[0.0, float("nan")]]), torch.tensor([1]), 0, 1.0, 1.0,
+                sampler.space, host_sync=False)
+    with pytest.raises(RuntimeError, match="NaN"):
+        sampler.check()

@@ -25,6 +25,7 @@ from rap.rap_core.keys import short_hash
 
 BLOCK = 1024
 REJECTION_ROUNDS = 16
+SYNC_FREE_DRAWS = 3
 _MASK32 = 0xFFFFFFFF
 
 
@@ -95,6 +96,8 @@ class Workspace:
 
     def __init__(self):
         self.buffers: dict[str, torch.Tensor] = {}
+        self.nonfinite: torch.Tensor | None = None  # device flags of host_sync=False
+        self.tail_draws: torch.Tensor | int = 0
 
     def get(self, name: str, like: torch.Tensor, dtype=None) -> torch.Tensor:
         dtype = dtype or like.dtype
@@ -117,9 +120,13 @@ def _mass_above(weights: torch.Tensor, chosen: torch.Tensor, space: Workspace) -
 
 
 def sample_rows(scores: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float,
-                top_p: float, space: Workspace | None = None) -> torch.Tensor:
+                top_p: float, space: Workspace | None = None,
+                host_sync: bool = True) -> torch.Tensor:
     """One token per row from softmax(scores / temperature) restricted to its top_p nucleus,
-    drawn with the row's counter-based uniforms."""
+    drawn with the row's counter-based uniforms. host_sync=False (a GPU) never waits for the
+    device: NaN logits are flagged in space.nonfinite, and a row still outside the nucleus
+    after SYNC_FREE_DRAWS draws keeps its last one, counted in space.tail_draws (a chance of
+    at most (1 - top_p) ** SYNC_FREE_DRAWS per token)."""
     space = space or Workspace()
     scores = scores.float()
     weights = torch.sub(scores, scores.amax(-1, keepdim=True), out=space.get("weights", scores))
@@ -127,12 +134,17 @@ def sample_rows(scores: torch.Tensor, seeds: torch.Tensor, step: int, temperatur
         weights.div_(temperature)
     weights.exp_()
     sums = _blocks(weights)
-    if not bool(torch.isfinite(sums).all()):
+    finite = torch.isfinite(sums).all()
+    if not host_sync:
+        space.nonfinite = space.nonfinite | ~finite if space.nonfinite is not None else ~finite
+    elif not bool(finite):
         raise RuntimeError("sampling: the logits hold NaN or infinite values")
     chosen = inverse_cdf(weights, sums, counter_uniforms(seeds, step))
     if top_p >= 1.0:
         return chosen
     total = sums.sum(-1)
+    if not host_sync:
+        return _nucleus_without_sync(weights, sums, total, chosen, seeds, step, top_p, space)
     # a token above (1 - top_p) of the mass is inside the nucleus whatever the rest is
     pending = (weights.gather(1, chosen[:, None]).squeeze(1).double()
                <= (1.0 - top_p) * total).nonzero().squeeze(1)
@@ -153,6 +165,19 @@ def sample_rows(scores: torch.Tensor, seeds: torch.Tensor, step: int, temperatur
     return chosen
 
 
+def _nucleus_without_sync(weights, sums, total, chosen, seeds, step: int, top_p: float,
+                          space: Workspace) -> torch.Tensor:
+    """The rejection rounds as whole-batch tensor operations, a fixed number of them."""
+    for attempt in range(1, SYNC_FREE_DRAWS + 1):
+        outside = _mass_above(weights, chosen, space) >= top_p * total
+        if attempt == SYNC_FREE_DRAWS:
+            space.tail_draws = space.tail_draws + outside.sum()
+            return chosen
+        redraw = inverse_cdf(weights, sums, counter_uniforms(seeds, step, attempt))
+        chosen = torch.where(outside, redraw, chosen)
+    return chosen
+
+
 def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """Zero the tail outside the smallest set whose mass reaches top_p (keeps >= 1 token);
     by a sort: the reference the sampler's rejection test agrees with."""
@@ -167,7 +192,8 @@ def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 class CounterSampler(LogitsProcessor):
     """Draws each row's next token with that row's counter-based stream and marks it in the
     scores (+inf), so a greedy step takes it; suppressed tokens are never drawn. Called once
-    per decode step, for every row, so the step count is each row's draw count."""
+    per decode step, for every row, so the step count is each row's draw count. On a GPU it
+    never waits for the device (sample_rows' host_sync); check() then says what it found."""
 
     def __init__(self, seeds: list[int], temperature: float, top_p: float, device,
                  suppress: list[int] = ()):
@@ -181,6 +207,13 @@ class CounterSampler(LogitsProcessor):
         if self.suppress.numel():
             scores = scores.index_fill_(-1, self.suppress, float("-inf"))  # generate's own copy
         chosen = sample_rows(scores, self.seeds, self.step, self.temperature, self.top_p,
-                             self.space)
+                             self.space, host_sync=self.seeds.device.type == "cpu")
         self.step += 1
         return scores.scatter_(-1, chosen[:, None], float("inf"))
+
+    def check(self) -> int:
+        """After generate: raises if any step's logits were not finite; returns how many
+        tokens were kept from outside the nucleus (host_sync=False only)."""
+        if self.space.nonfinite is not None and bool(self.space.nonfinite):
+            raise RuntimeError("sampling: the logits hold NaN or infinite values")
+        return int(self.space.tail_draws)
