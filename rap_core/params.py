@@ -157,6 +157,20 @@ class RapParams(BaseModel):
                                  "another run writing the same data folder (0: stop at once)")
     track: bool = Field(True, description="Log the run to MLflow")
 
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value):
+        if value == "auto":
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or number != value and str(number) != \
+                str(value).strip() or number < 1:
+            raise ValueError("must be auto or a whole number of samples >= 1")
+        return number
+
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:

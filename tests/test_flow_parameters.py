@@ -52,7 +52,20 @@ def test_flow_form_has_types_bounds_defaults_and_descriptions():
     assert {"type": "null"} in schema["lambda_c"]["anyOf"] and defaults["lambda_c"] is None
     assert "a retune: the base run's" in schema["lambda_c"]["description"]
     assert {"minimum": 0, "type": "integer"} in schema["drm_k"]["anyOf"]
+    assert {"minimum": 1, "type": "integer"} in schema["batch_size"]["anyOf"]
+    assert defaults["batch_size"] == "auto" and "auto" in str(schema["batch_size"]["anyOf"])
     assert "Args:" not in rap.description
+
+
+@pytest.mark.parametrize("given, kept", [("auto", "auto"), (16, 16), ("16", 16), (" 8 ", 8)])
+def test_batch_size_is_auto_or_a_whole_number(given, kept):
+    assert params_from_flat({"batch_size": given}).batch_size == kept
+
+
+@pytest.mark.parametrize("given", [0, -1, "0", 1.5, "1.5", "big", True, None])
+def test_a_batch_size_that_is_neither_is_refused_in_one_line(given):
+    with pytest.raises(ValidationError, match="must be auto or a whole number of samples >= 1"):
+        params_from_flat({"batch_size": given})
 
 
 def test_selection_markdown_names_funnel_reasons_and_places():

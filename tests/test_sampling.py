@@ -56,6 +56,14 @@ def test_sampling_follows_temperature_and_nucleus():
     assert torch.allclose(hot, want, atol=0.03)
 
 
+def sampling_noise(reference: torch.Tensor, n: int) -> float:
+    """Total variation of n multinomial draws from reference: what n draws can show."""
+    torch.manual_seed(2)
+    drawn = torch.multinomial(reference, n, replacement=True)
+    return 0.5 * float((torch.bincount(drawn, minlength=reference.numel()) / n
+                        - reference).abs().sum())
+
+
 def test_nucleus_by_rejection_matches_the_sorted_nucleus():
     """Over a vocabulary of several blocks: the draws' frequencies follow the renormalised
     nucleus that a sort finds, and nothing outside it is ever drawn."""
@@ -63,11 +71,11 @@ def test_nucleus_by_rejection_matches_the_sorted_nucleus():
     logits = torch.randn(3 * BLOCK + 77) * 2.5
     reference = top_p_filter(torch.softmax(logits, -1)[None], 0.9)[0]
     reference /= reference.sum()
-    n = 60000
+    n = 20000
     drawn = sample_rows(logits[None].expand(n, -1), torch.arange(n), 0, 1.0, 0.9)
     freq = torch.bincount(drawn, minlength=logits.numel()) / n
     assert freq[reference == 0].sum() == 0
-    assert 0.5 * (freq - reference).abs().sum() < 0.03  # total variation
+    assert 0.5 * float((freq - reference).abs().sum()) < 1.3 * sampling_noise(reference, n)
 
 
 def test_tokens_in_the_last_partial_block_are_drawn():
@@ -106,14 +114,14 @@ def test_the_gpu_path_never_syncs_yet_keeps_rows_apart_and_the_nucleus():
     logits = torch.randn(3 * BLOCK + 77) * 2.5
     reference = top_p_filter(torch.softmax(logits, -1)[None], 0.9)[0]
     reference /= reference.sum()
-    n = 60000
+    n = 20000
     space = Workspace()
     drawn = sample_rows(logits[None].expand(n, -1), torch.arange(n), 0, 1.0, 0.9, space,
                         host_sync=False)
     freq = torch.bincount(drawn, minlength=logits.numel()) / n
     outside = int(space.tail_draws)
     assert round(float(freq[reference == 0].sum()) * n) == outside <= n * 0.1 ** 3 * 3
-    assert 0.5 * (freq - reference).abs().sum() < 0.03
+    assert 0.5 * float((freq - reference).abs().sum()) < 1.3 * sampling_noise(reference, n)
     scores = torch.randn(6, 151936) * 3
     seeds = torch.arange(6) * 977
     batch = sample_rows(scores, seeds, 2, 1.0, 0.95, host_sync=False)
