@@ -241,7 +241,7 @@ def _checked(command: str, settings: Settings, body, reads_store: bool = True) -
     from rap.rap_core.io.readers import PoolReadError
     from rap.rap_core.store import StoreError
     from rap.rap_core.store.query import QueryRefused
-    from rap.rap_core.errors import SweepError
+    from rap.rap_core.errors import SweepError, ThresholdError
     try:
         from rap.rap_core.store.preflight import check_store, prepare_data_dir
         if command.split()[0] in WRITING_COMMANDS:
@@ -252,7 +252,8 @@ def _checked(command: str, settings: Settings, body, reads_store: bool = True) -
     except ValidationError as exc:
         from rap.rap_core.params import explain
         return _fail(explain(exc))
-    except (PoolReadError, StoreError, OutputError, QueryRefused, SweepError) as exc:
+    except (PoolReadError, StoreError, OutputError, QueryRefused, SweepError,
+            ThresholdError) as exc:
         return _fail(exc)
     except Exception as exc:
         return _known_failure(exc, settings)

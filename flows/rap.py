@@ -35,7 +35,7 @@ from rap.rap_core.estimators import plan as method_plan
 from rap.rap_core.params import (FLOW_PARAMETERS, LEGACY_THRESHOLDS, FactKeys, RapParams,
                              flat_params, flow_parameter_fields, inherit_base_run,
                              explain, legacy_columns, params_from_flat)
-from rap.rap_core.errors import ModelLoadError, PoolReadError, StoreError
+from rap.rap_core.errors import ModelLoadError, PoolReadError, StoreError, ThresholdError
 from rap.rap_core.inputs import check_inputs
 from rap.rap_core.store.lock import RunLock
 from rap.rap_core.store.preflight import check_store, prepare_data_dir
@@ -52,7 +52,7 @@ PHASES = ("multimodal", "text-only", "attention")
 PHASE_FACT = {"text-only": "text", "multimodal": "mm", "attention": "attention"}
 
 
-USER_ERRORS = (ValidationError, PoolReadError, ModelLoadError, StoreError)
+USER_ERRORS = (ValidationError, PoolReadError, ModelLoadError, StoreError, ThresholdError)
 # called with (todo, done) per phase on every update; the CLI draws its bars from them
 PROGRESS_LISTENERS: list[Callable[[dict[str, int], dict[str, int]], None]] = []
 

@@ -32,6 +32,10 @@ class StoreBusy(StoreError):
     """Another run is writing to this data folder."""
 
 
+class ThresholdError(ValueError):
+    """Thresholds under which no row could pass (a score cannot reach them)."""
+
+
 class QueryRefused(ValueError):
     """The statement is not one read-only SELECT, or reaches outside the store."""
 

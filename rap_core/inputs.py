@@ -42,9 +42,26 @@ def check_model(path: str) -> None:
     model_family(folder)
 
 
+def check_thresholds(params: RapParams) -> None:
+    """Thresholds under which no row could pass one of the method's filters (a score that
+    cannot reach them) are refused, one line. A retune checks the filters whose thresholds it
+    was given (the others are the base run's)."""
+    from rap.rap_core.errors import ThresholdError
+    from rap.rap_core.estimators import FILTERS, METHODS
+    given = params.thresholds.model_fields_set
+    for name in METHODS[params.method].filters:
+        part = FILTERS[name]
+        if params.mode == "retune" and not given & set(part.thresholds.model_fields):
+            continue
+        why = part.nothing_passes(params.thresholds)
+        if why:
+            raise ThresholdError(why)
+
+
 def check_inputs(params: RapParams, duckdb_path: Path | None = None) -> None:
     """Everything a select or retune can be refused for before it starts; the group column
     too when given the store (the command line holds the run lock then)."""
+    check_thresholds(params)
     if params.mode == "select":
         check_pool(params.data.path)
         check_model(params.model.path)

@@ -168,8 +168,27 @@ def test_floor_invariants_on_random_frames(inputs, floor, method):
 
 def test_floor_of_exact_products_rounds_as_arithmetic():
     # 0.7 * 10 * 100 / 10 is 69.99999999999999 in floating point
-    decisions = pl.DataFrame({"group_name": ["a"] * 10, "state": ["selected"] * 10})
+    decisions = pl.DataFrame({"group_name": ["a"] * 10, "state": ["selected"] * 10,
+                              "stage": ["ace"] * 10})
     assert floors(decisions, 0.7)["a"] == math.floor(7)
+
+
+def test_rows_that_can_never_be_selected_count_in_no_group():
+    """Ingest errors (no group: '(none)'), duplicates and inference errors are not part of
+    the composition nor of the floors: they would only ever be 'under-represented'."""
+    from rap.rap_core.estimators.coverage import composition, under_represented
+    decisions = pl.DataFrame({
+        "group_name": ["a"] * 6 + ["b"] * 4 + [None] * 6 + ["a", "b"],
+        "state": ["selected", "selected", "selected", "dropped", "dropped", "dropped",
+                  "selected", "selected", "dropped", "dropped"] + ["error"] * 6
+                 + ["dropped", "error"],
+        "stage": ["ace"] * 3 + ["cde"] * 3 + ["ace"] * 2 + ["cde"] * 2 + ["ingest"] * 6
+                 + ["ingest", "multimodal"]})
+    table = composition(decisions)
+    assert table["group"].to_list() == ["a", "b"] and table["pool_rows"].to_list() == [6, 4]
+    assert table["pool_share"].to_list() == pytest.approx([0.6, 0.4])
+    assert under_represented(table, 0.6) == []
+    assert floors(decisions, 1.0) == {"a": 3, "b": 2}
 
 
 @pytest.fixture

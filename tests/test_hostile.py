@@ -118,6 +118,12 @@ def test_every_hostile_row_is_read_as_expected(hostile_pool, tmp_path):
     assert rows[20]["error_message"] == ("question is not valid Unicode: lone surrogate "
                                          "'\\ud800' at character 10")
     assert "answer is not valid Unicode" in rows[21]["error_message"]
+    # the same text for the same file in every run: no object address; an empty file says so
+    assert rows[3]["error_message"] == "image 0: not a readable image (cannot identify image file)"
+    assert rows[2]["error_message"] == \
+        f"image 0: the image file {path.parent / 'empty.png'} is empty (0 bytes)"
+    again = read_pool(DataSpec(path=str(path)), tmp_path / "cache2").rows.to_dicts()
+    assert [r["error_message"] for r in again] == [r["error_message"] for r in rows]
     assert rows[22]["source_id"] == "s\\ud800"  # escaped, so the error row can be stored
     assert rows[23]["error_message"] == ("image 0: /dev/zero is not a regular file "
                                          "(a character device)")

@@ -178,3 +178,35 @@ def test_a_second_run_is_refused_at_once_naming_the_holder(settings, capsys, no_
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_retune_with_no_run_to_retune_stops_before_prefect(tmp_path, monkeypatch, capsys,
+                                                             no_flow):
+    monkeypatch.setenv("RAP_DATA_DIR", str(tmp_path / "fresh"))
+    assert cli.main(["retune"]) == 2
+    one_line(capsys.readouterr().err, "no selection run to retune", "run `rap select` first")
+    assert cli.main(["retune", "--run", "20990101-000000-abcdef"]) == 2
+    one_line(capsys.readouterr().err, "no selection run '20990101-000000-abcdef' to retune")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["select", "--lambda-c", "2"], ["--lambda-c 2 lets no row pass CDE", "[-1, 1]"]),
+    (["select", "--lambda-c", "1"], ["--lambda-c 1 lets no row pass CDE"]),
+    (["retune", "--lambda-c", "1.5"], ["--lambda-c 1.5 lets no row pass CDE"]),
+    (["select", "--method", "pass_band", "--pass-band-low", "0.8", "--pass-band-high", "0.5"],
+     ["--pass-band-low 0.8 and --pass-band-high 0.5 let no row pass"]),
+    (["retune", "--method", "pass_band", "--pass-band-low", "1"], ["let no row pass"])])
+def test_thresholds_no_score_can_pass_are_refused_before_anything_starts(
+        argv, words, tmp_path, monkeypatch, capsys, no_flow):
+    monkeypatch.setenv("RAP_DATA_DIR", str(tmp_path / "data"))
+    assert cli.main(argv) == 2
+    one_line(capsys.readouterr().err, *words)
+
+
+def test_thresholds_a_score_can_pass_are_kept(tmp_path, monkeypatch, capsys, no_flow):
+    """λc below 1 (even below -1: keep every row) and a band with room in it start the run."""
+    monkeypatch.setenv("RAP_DATA_DIR", str(tmp_path / "data"))
+    for argv in (["select", "--lambda-c", "0.99"], ["select", "--lambda-c", "-2"],
+                 ["select", "--method", "pass_band", "--pass-band-low", "0.2"]):
+        with pytest.raises(AssertionError, match="the flow was started"):
+            cli.main(argv)

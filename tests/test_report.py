@@ -84,6 +84,9 @@ def test_every_run_writes_its_report_page_and_attaches_it(settings, selected):
     summary, _, _ = selected
     path = Path(summary["report_path"])
     assert path == settings.data_dir / "reports" / f"{summary['run_id']}.html"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # like any other output, not 0600
     html = path.read_text()
     assert '<meta name="generator" content="rap report">' in html
     assert "http://" not in html and "https://" not in html  # fetches nothing

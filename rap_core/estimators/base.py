@@ -69,6 +69,9 @@ class Filter:
     # where its thresholds cut its score columns: {column: [(label, value)]} (the histograms
     # of the report page and MLflow draw them)
     cuts: Callable[[BaseModel], dict[str, list[tuple[str, float]]]] = lambda th: {}
+    # why no row could pass at these thresholds, the scores' range being what it is (None:
+    # some could); a select or retune refuses such thresholds before it starts
+    nothing_passes: Callable[[BaseModel], str | None] = lambda th: None
 
     @property
     def stage_name(self) -> str:

@@ -24,7 +24,15 @@ def judges_skipped(th: CdeThresholds) -> bool:
     return th.lambda_c >= 0
 
 
+def nothing_passes(th: CdeThresholds) -> str | None:
+    if th.lambda_c >= 1:
+        return (f"--lambda-c {th.lambda_c:g} lets no row pass CDE: D = acc_mm - acc_text lies "
+                "in [-1, 1] and CDE keeps D > lambda_c (use a value below 1)")
+    return None
+
+
 CDE = Filter(name="cde", reason="cde_language_prior", needs=("text", "mm"),
              source=sql("estimators/cde"), keep=keep, thresholds=CdeThresholds,
-             judges_skipped=judges_skipped, cuts=lambda th: {"d": [("λc", th.lambda_c)]})
+             judges_skipped=judges_skipped, cuts=lambda th: {"d": [("λc", th.lambda_c)]},
+             nothing_passes=nothing_passes)
 register(CDE)

@@ -4,7 +4,8 @@ Not in the paper. CDE drops the samples whose answer the text alone predicts, an
 pool those are often a whole kind of question (easy-VQA's yes/no questions: 73% of the
 default pool, 39% of its selection); RL on such a subset unlearns that kind. With floor
 F in [0, 1], every group g (the run's --group-by) must hold at least
-floor(F * pool_share(g) * |S|) of the |S| selected rows. A group under its floor gains its
+floor(F * pool_share(g) * |S|) of the |S| selected rows (shares among the rows that could be
+selected: errors and rows ingest set aside count in no group). A group under its floor gains its
 own rejected rows that are solvable (acc_mm > 0), in RAP's order of preference: highest D
 first, then harder (lower acc_mm), then sample id. Each added row replaces the easiest
 selected row (acc_mm desc, D asc, sample id) of a group above its floor, so |S| does not
@@ -53,8 +54,16 @@ def floor_rows(floor: float, pool_rows: int, total: int, n_selected: int) -> int
     return math.floor(floor * pool_rows * n_selected / total + 1e-9)
 
 
+def selectable(decisions: pl.DataFrame) -> pl.DataFrame:
+    """The rows a method or the floor could select: not errors, nor rows ingest set aside
+    (duplicates, rows without an image). Only they count in the composition and the floors
+    (view coverage alike)."""
+    return decisions.filter((pl.col("state") != "error") & (pl.col("stage") != "ingest"))
+
+
 def floors(decisions: pl.DataFrame, floor: float) -> dict[str, int]:
     """Each group's floor, in rows."""
+    decisions = selectable(decisions)
     n_selected = int((decisions["state"] == "selected").sum())
     sizes = decisions.group_by("group_name").len()
     return {g: floor_rows(floor, n, decisions.height, n_selected) for g, n in sizes.iter_rows()}
@@ -127,6 +136,7 @@ def keep_every_group(decisions: pl.DataFrame, th: CoverageThresholds, context: C
 
 def composition(decisions: pl.DataFrame) -> pl.DataFrame:
     """The coverage view's rows for decisions not (yet) stored, largest group first."""
+    decisions = selectable(decisions)
     n_selected = int((decisions["state"] == "selected").sum())
     return (decisions.group_by(pl.col("group_name").fill_null("(none)").alias("group"))
             .agg(pool_rows=pl.len(), selected_rows=(pl.col("state") == "selected").sum())

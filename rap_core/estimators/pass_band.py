@@ -22,9 +22,18 @@ def keep(th: PassBandThresholds) -> pl.Expr:
     return (pl.col("acc_mm") > th.pass_band_low) & (pl.col("acc_mm") < th.pass_band_high)
 
 
+def nothing_passes(th: PassBandThresholds) -> str | None:
+    low, high = th.pass_band_low, th.pass_band_high
+    if low >= high or low >= 1 or high <= 0:
+        return (f"--pass-band-low {low:g} and --pass-band-high {high:g} let no row pass: "
+                "pass_band keeps low < acc_mm < high, and acc_mm lies in [0, 1]")
+    return None
+
+
 PASS_BAND = Filter(name="pass_band", reason="pass_band_outside", needs=("mm",),
                    source=sql("estimators/pass_band"), keep=keep, thresholds=PassBandThresholds,
                    cuts=lambda th: {"acc_mm": [("low", th.pass_band_low),
-                                               ("high", th.pass_band_high)]})
+                                               ("high", th.pass_band_high)]},
+                   nothing_passes=nothing_passes)
 register(PASS_BAND, Method("pass_band", ("pass_band",), description="keep samples whose "
                            "multimodal pass rate lies in the band (the online filter, offline)"))

@@ -111,14 +111,18 @@ def counts(funnel: dict) -> dict:
 
 def check_group_by(params, duckdb_path: Path) -> None:
     """A group key the run names must exist: a column of the pool (select), or one stored for
-    the base run's pool (retune). PoolReadError or StoreError, before anything runs."""
+    the base run's pool (retune; the base run itself must exist). PoolReadError or
+    StoreError, before anything runs."""
     from rap.rap_core.io.readers import has_column, missing_group_column
     group_by = params.thresholds.group_by
     if params.mode == "select":
         if group_by != AUTO and group_by not in DERIVED and not has_column(params.data, group_by):
             raise missing_group_column(group_by, params.data)
         return
-    if "group_by" not in params.thresholds.model_fields_set or not duckdb_path.exists():
-        return
+    if not duckdb_path.exists():  # a retune needs a stored run: said before Prefect starts
+        raise StoreError(f"no selection run {params.base_run!r} to retune" if params.base_run
+                         else "no selection run to retune: run `rap select` first")
     with open_store(duckdb_path) as store:  # a writer: upgrades an older store
-        group_key(store, store.selection_run(params.base_run, "retune").pool_id, group_by)
+        base = store.selection_run(params.base_run, "retune")
+        if "group_by" in params.thresholds.model_fields_set:
+            group_key(store, base.pool_id, group_by)

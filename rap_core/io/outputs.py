@@ -82,6 +82,20 @@ def _files_under(path: Path) -> list[Path]:
     return [path]
 
 
+def process_umask() -> int:
+    """This process's umask, read without changing it where Linux tells (/proc), else by
+    setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @dataclass
 class Claim:
     """Permission to write one output: the target, the paths beside it that belong to it,
@@ -97,12 +111,15 @@ class Claim:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rap-tmp",
                                     dir=target.parent)
         os.close(fd)
+        # mkstemp makes it 0600; an output is an ordinary file and follows the umask
+        os.chmod(name, 0o666 & ~process_umask())
         self.temps.append(Path(name))
         return Path(name)
 
     def temp_dir(self, target: Path) -> Path:
         made = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".rap-tmp",
                                      dir=target.parent))
+        made.chmod(0o777 & ~process_umask())
         self.temps.append(made)
         return made
 

@@ -4,6 +4,7 @@ Devices, pipes and folders are refused unopened (reading one could block or neve
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -82,12 +83,18 @@ def _image_file(ref: str, base_dir: Path, allow_outside: bool,
     return resolved, (st.st_size, st.st_mtime_ns)
 
 
+_OBJECT_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
 def _check_decodable(data: bytes) -> str:
     from rap.rap_core.io.images import image_format
     try:
         return image_format(data)
     except Exception as exc:
-        raise RowError("image_unreadable", f"not a readable image ({exc})") from exc
+        # Pillow names the buffer it read (`<_io.BytesIO object at 0x7f...>`): an address
+        # would make two reads of the same file store different details
+        detail = _OBJECT_REPR.sub("", str(exc)) or type(exc).__name__
+        raise RowError("image_unreadable", f"not a readable image ({detail})") from exc
 
 
 def _read_image_file(path: Path) -> tuple[str, str]:
@@ -96,6 +103,8 @@ def _read_image_file(path: Path) -> tuple[str, str]:
         data = path.read_bytes()
     except OSError as exc:
         raise RowError("image_unreadable", f"{path} cannot be read ({exc.strerror})") from None
+    if not data:
+        raise RowError("image_unreadable", f"the image file {path} is empty (0 bytes)")
     return sha256_bytes(data), _check_decodable(data)
 
 
