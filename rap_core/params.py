@@ -207,6 +207,10 @@ FLOW_PARAMETERS: dict[str, tuple[str | None, str]] = {
 }
 
 
+# flat parameters besides the thresholds that a retune not given them takes from its base run
+INHERITED_CHOICES = ("track",)
+
+
 def _group_model(group: str | None) -> type[BaseModel]:
     return RapParams if group is None else RapParams.model_fields[group].annotation
 
@@ -218,7 +222,8 @@ def flow_parameter_fields() -> dict[str, FieldInfo]:
     fields = {}
     for name, (group, field) in FLOW_PARAMETERS.items():
         info = _group_model(group).model_fields[field]
-        fields[name] = _not_given_means_inherited(info) if group == "thresholds" else info
+        fields[name] = (_not_given_means_inherited(info) if group == "thresholds"
+                        or name in INHERITED_CHOICES else info)
     return fields
 
 
@@ -239,7 +244,7 @@ def params_from_flat(values: dict) -> RapParams:
         if name not in FLOW_PARAMETERS:
             raise ValueError(f"unknown rap parameter {name!r}")
         group, field = FLOW_PARAMETERS[name]
-        if group == "thresholds" and value is None:
+        if (group == "thresholds" or name in INHERITED_CHOICES) and value is None:
             continue
         (nested if group is None else nested.setdefault(group, {}))[field] = value
     return RapParams.model_validate(nested)
@@ -248,7 +253,8 @@ def params_from_flat(values: dict) -> RapParams:
 def flat_params(params: RapParams) -> dict:
     """The flat flow parameters that reproduce params (thresholds not given stay None)."""
     dumped, given = params.model_dump(), params.thresholds.model_fields_set
-    return {name: dumped[field] if group is None else
+    return {name: (None if name in INHERITED_CHOICES and field not in params.model_fields_set
+                   else dumped[field]) if group is None else
             None if group == "thresholds" and field not in given else dumped[group][field]
             for name, (group, field) in FLOW_PARAMETERS.items()}
 
@@ -278,7 +284,8 @@ def legacy_columns(run) -> dict:
 
 def inherit_base_run(params: RapParams, base: dict, columns: dict) -> RapParams:
     """A retune's whole parameters: the base run's pool, model, rollout settings and
-    attention pass (the facts it re-selects), and its thresholds except those given.
+    attention pass (the facts it re-selects), its thresholds except those given, and its
+    tracking choice unless given.
     `base` is the base run's stored parameters, `columns` its threshold columns (older runs
     kept some thresholds there only)."""
     stored = {**columns, **base.get("thresholds", {})}
@@ -290,6 +297,9 @@ def inherit_base_run(params: RapParams, base: dict, columns: dict) -> RapParams:
             update[group] = type(getattr(params, group)).model_validate(base[group])
         except (KeyError, TypeError, ValueError):  # a run of an older rap: keep the defaults
             pass
+    for name in INHERITED_CHOICES:
+        if name not in params.model_fields_set and isinstance(base.get(name), bool):
+            update[name] = base[name]
     return params.model_copy(update=update)
 
 

@@ -47,19 +47,34 @@ def replacement(filtered: pl.DataFrame, th: Thresholds, method: str, settings: S
                 pool_id: str) -> pl.DataFrame:
     """The method's rebalancer (DRM for rap: swap easy survivors for hard, solvable,
     image-dependent rejected samples; random: a seeded pick), then the coverage floor."""
-    resolved = plan(method)
-    out = rebalance(filtered, resolved, th, Context(
+    out, lines = rebalanced(filtered, plan(method), th, Context(
         selected_count=lambda like: selected_count(settings, pool_id, like)))
-    for rebalancer in resolved.applied(th):
-        get_run_logger().info("%s", rebalance_report(rebalancer.name, filtered, out,
-                                                      rebalancer.reasons))
+    for line in lines:
+        get_run_logger().info("%s", line)
     return out
+
+
+def rebalanced(filtered: pl.DataFrame, resolved, th: Thresholds, context: Context
+               ) -> tuple[pl.DataFrame, list[str]]:
+    """The rebalanced decisions and a log line per rebalancer, each of what that step did
+    (a later step may undo some of it: the coverage floor can take back a row DRM swapped
+    out), then, after more than one, the final state of all their reasons."""
+    lines: list[str] = []
+    reasons: list[str] = []
+
+    def each(rebalancer, before, after):
+        lines.append(rebalance_report(rebalancer.name, before, after, rebalancer.reasons))
+        reasons.extend(rebalancer.reasons)
+    out = rebalance(filtered, resolved, th, context, each)
+    if len(lines) > 1:
+        lines.append(rebalance_report("after all of them", filtered, out, tuple(reasons)))
+    return out, lines
 
 
 def rebalance_report(name: str, before: pl.DataFrame, after: pl.DataFrame,
                      reasons: tuple[str, ...]) -> str:
-    """'drm: drm_replaced_easy 306 (mean difficulty 0.00), ...; selected 339, mean
-    difficulty 0.21 -> 0.45'."""
+    """'drm: drm_replaced_easy 306 (mean difficulty 0.00), ...; selected 339 -> 339, mean
+    difficulty 0.21 -> 0.45': the rows holding each reason in `after`."""
     def mean(frame: pl.DataFrame) -> str:
         value = frame["difficulty"].mean()
         return "n/a" if value is None else f"{value:.2f}"
@@ -68,14 +83,3 @@ def rebalance_report(name: str, before: pl.DataFrame, after: pl.DataFrame,
     chosen = [frame.filter(pl.col("state") == "selected") for frame in (before, after)]
     return (f"{name}: {', '.join(parts)}; selected {chosen[0].height} -> {chosen[1].height}, "
             f"mean difficulty {mean(chosen[0])} -> {mean(chosen[1])}")
-
-
-def selected_count(settings: Settings, pool_id: str, run_id: str | None) -> int:
-    """How many samples run_id selected (default: the latest rap run on pool_id)."""
-    with open_store(settings.duckdb_path, read_only=True) as store:
-        found = store.query("queries/selected_count", run_id=run_id, pool_id=pool_id)
-    if found.is_empty():
-        raise StoreError(f"no selection run {run_id!r} to copy the size of" if run_id else
-                         f"no rap run on pool {pool_id} to copy the size of: pass random_n "
-                         "(--random-n N) or random_like (--random-like RUN)")
-    return int(found["n_selected"][0])

@@ -266,6 +266,9 @@ def test_select_groups_a_verl_pool(verl_pool, tiny_model_dir, settings):
         got = store.con.sql("SELECT \"group\", pool_rows FROM coverage WHERE run_id = $r "
                             "ORDER BY \"group\"", params={"r": runs[0][0]}).fetchall()
         assert got == [("chart", 2), ("geo", 2)]
+    # a retune not told either way tracks as its base run did (--no-track here)
+    inherited = summary_of(["retune", "--no-export"], settings)
+    assert "MLflow run  (not tracked)" in inherited, inherited
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -352,3 +355,24 @@ def test_hostile_group_names_stay_text_on_the_page_and_in_mlflow():
                      "coverage.yes/no.selected_share", "coverage.yes/no.ratio",
                      "coverage.a_b.pool_share", "coverage.a_b.selected_share",
                      "coverage.a_b.ratio"}
+
+
+def test_each_rebalancer_logs_what_it_did_and_then_the_final_state():
+    """A row DRM swaps out as too easy can come back under the floor (coverage_added): DRM's
+    line says what DRM did, the floor's what the floor did, and a last line the end state."""
+    from rap.tasks.estimate import rebalanced
+    from rap.rap_core.estimators import Context
+    from rap.rap_core.estimators.select import filter_rows
+    rows = [row(0, 1.0, 0.0), row(1, 1.0, 0.0), row(2, 0.6, 0.4), row(3, 0.4, 0.2)]
+    inputs = _grouped(rows, ["n", "n", "y", "y"])
+    th = Thresholds(coverage_floor=1.0)
+    filtered = filter_rows(inputs, plan("rap"), th)
+    out, lines = rebalanced(filtered, plan("rap"), th, Context())
+    final = dict(out.group_by("reason").len().iter_rows())
+    assert final["coverage_added"] == 1 and final["drm_replaced_easy"] == 1
+    assert lines[0].startswith("drm: drm_replaced_easy 2 ") and \
+        "drm_hard_replacement 2 " in lines[0]
+    assert lines[1].startswith("coverage: coverage_added 1 ") and \
+        "coverage_replaced 1 " in lines[1]
+    assert lines[2].startswith("after all of them: drm_replaced_easy 1 ") and \
+        "drm_hard_replacement 1 " in lines[2] and "coverage_added 1 " in lines[2]

@@ -98,13 +98,18 @@ def _with_scores(frame: pl.DataFrame, plan: Plan, th) -> pl.DataFrame:
     return frame.with_columns(difficulty=1 - pl.col("acc_mm"), group_name=group)
 
 
-def rebalance(decisions: pl.DataFrame, plan: Plan, th, context: Context) -> pl.DataFrame:
+def rebalance(decisions: pl.DataFrame, plan: Plan, th, context: Context,
+              each=None) -> pl.DataFrame:
     """The method's rebalancer over the filtered decisions, then those every method runs
-    (the coverage floor) where their thresholds switch them on."""
+    (the coverage floor) where their thresholds switch them on; each(rebalancer, before,
+    after) is told of every step."""
     context.filter_reasons = {f.name: f.reason for f in plan.filters}
     for rebalancer in plan.applied(th):
+        before = decisions
         decisions = rebalancer.apply(decisions, thresholds_for(rebalancer.thresholds, th),
                                      context)
+        if each:
+            each(rebalancer, before, decisions)
     return decisions
 
 
