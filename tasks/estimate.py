@@ -83,3 +83,14 @@ def rebalance_report(name: str, before: pl.DataFrame, after: pl.DataFrame,
     chosen = [frame.filter(pl.col("state") == "selected") for frame in (before, after)]
     return (f"{name}: {', '.join(parts)}; selected {chosen[0].height} -> {chosen[1].height}, "
             f"mean difficulty {mean(chosen[0])} -> {mean(chosen[1])}")
+
+
+def selected_count(settings: Settings, pool_id: str, run_id: str | None) -> int:
+    """How many samples run_id selected (default: the latest rap run on pool_id)."""
+    with open_store(settings.duckdb_path, read_only=True) as store:
+        found = store.query("queries/selected_count", run_id=run_id, pool_id=pool_id)
+    if found.is_empty():
+        raise StoreError(f"no selection run {run_id!r} to copy the size of" if run_id else
+                         f"no rap run on pool {pool_id} to copy the size of: pass random_n "
+                         "(--random-n N) or random_like (--random-like RUN)")
+    return int(found["n_selected"][0])

@@ -324,7 +324,8 @@ def test_retune_changes_only_what_is_given_and_records_what_it_used(settings, tm
     six = scripted_easy_vqa(tmp_path, SIX)
     base = run(data=DataSpec(limit=6), model=six, rollout=SMALL, track=False, export=False,
                thresholds=Thresholds(lambda_a=1e-5, drm_pool="cde_rejected", sigma=3.0))
-    assert cli.main(["retune", "--lambda-c", "0.3", "--no-export"]) == 0
+    # tracked although the base run was not (a retune inherits --no-track unless told)
+    assert cli.main(["retune", "--lambda-c", "0.3", "--no-export", "--track"]) == 0
     assert "lambda_c=0.3 sigma=3.0 lambda_a=1e-05" in capsys.readouterr().out
     by_flow = run_flow(params_from_flat({"mode": "retune", "run": base["run_id"],
                                          "sigma": 2.5, "lambda_c": None, "track": False}))

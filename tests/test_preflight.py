@@ -203,8 +203,9 @@ def test_thresholds_no_score_can_pass_are_refused_before_anything_starts(
     one_line(capsys.readouterr().err, *words)
 
 
-def test_thresholds_a_score_can_pass_are_kept(tmp_path, monkeypatch, capsys, no_flow):
-    """λc below 1 (even below -1: keep every row) and a band with room in it start the run."""
+def test_thresholds_a_score_can_pass_are_kept(tmp_path, monkeypatch, no_flow):
+    """λc below 1 (even below -1: keep every row) and a band with room in it start the run
+    (no capsys: the flow's module, imported here, must not log into a closed capture)."""
     monkeypatch.setenv("RAP_DATA_DIR", str(tmp_path / "data"))
     for argv in (["select", "--lambda-c", "0.99"], ["select", "--lambda-c", "-2"],
                  ["select", "--method", "pass_band", "--pass-band-low", "0.2"]):

@@ -26,6 +26,10 @@ def test_the_wheel_holds_rap_alone_and_everything_rap_reads(tmp_path):
     sql = {f"rap/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "sql").rglob("*.sql")}
     assert sql and sql <= names
     assert "rap/prefect.yaml" in names
+    # every module of the three rooms, a new sub-package too (pyproject lists the packages)
+    modules = {f"rap/{p.relative_to(ROOT).as_posix()}" for room in ("flows", "tasks", "rap_core")
+               for p in (ROOT / room).rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
     assert "rap/rap_core/demo/easy-vqa-demo-v1/model.safetensors" in names
     assert not any(n.startswith(("rap/tests/", "rap/bench/")) for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))

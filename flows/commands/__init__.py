@@ -1,0 +1,1 @@
+"""The `rap` commands, a module per family; flows/cli.py registers them on its app."""
