@@ -66,11 +66,11 @@ SHAPES = {"7b": (QWEN25_VL_7B_TEXT, QWEN25_VL_7B_VISION), "small": (SMALL_TEXT, 
 # 298 + 304 s); vLLM does not import there, so its flow is taken as the transformers flow's.
 ESTIMATE_S = {
     "7b": {"build": (30, 0), "save checkpoint": (60, 0), "flow (transformers)": (20, 130),
-           "transformers engine": (10, 80), "static cache": (90, 0),
+           "transformers engine": (10, 80), "static cache": (90, None),
            "ACE pass memory": (30, 0),
            "flow (vllm)": (60, 240)},
     "small": {"build": (5, 0), "save checkpoint": (3, 0), "flow (transformers)": (20, 1900),
-              "transformers engine": (2, 1250), "static cache": (5, 0),
+              "transformers engine": (2, 1250), "static cache": (5, None),
               "ACE pass memory": (10, 0),
               "flow (vllm)": (20, 1900)},
 }
@@ -87,7 +87,20 @@ def estimate(name: str, args) -> float:
     if name == "transformers engine":  # its first batch: it stops itself between the others
         first = args.n if args.batches[0] == "auto" else min(int(args.batches[0]), args.n)
         return fixed + scaled * (first / 32) * (args.max_new_tokens / 256) * args.m / 5
+    if name == "static cache":  # four calls of --static-batch prompts, plus compiling
+        return fixed + 4 * min(args.static_batch, args.n) * args.m * seconds_per_row(args)
     return fixed + scaled
+
+
+def seconds_per_row(args) -> float:
+    """A generated row's seconds at --max-new-tokens: the slowest the engine step measured,
+    else its prior estimate (32 prompts, both conditions)."""
+    measured = [r["seconds"] / r["rows"] for r in
+                FIGURES.get("transformers engine", {}).get("rows", []) if "seconds" in r]
+    if measured:
+        return max(measured)
+    scaled = ESTIMATE_S[args.shapes]["transformers engine"][1]
+    return scaled / (2 * 32 * 5) * args.max_new_tokens / 256
 
 
 def left_s() -> float:
@@ -156,7 +169,7 @@ def main() -> int:
     parser.add_argument("--batch", default="auto", help="the flow's --batch-size")
     parser.add_argument("--batches", default="16,64,128,256,auto",
                         help="the engine step's prompts per call (each is M rows)")
-    parser.add_argument("--static-batch", type=int, default=64,
+    parser.add_argument("--static-batch", type=int, default=16,
                         help="prompts per call of the static cache step")
     parser.add_argument("--flow-n", type=int, default=200)
     parser.add_argument("--flow-max-new-tokens", type=int, default=64)
