@@ -41,6 +41,13 @@ def _cell(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def synchronize(device: str) -> None:
+    """Wait for a GPU's queued work before reading a clock (nothing to wait for on a CPU)."""
+    import torch
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def model_path(name: str, work: Path) -> str:
     """builtin:easy-vqa-vlm (trained demo model, trained once into ./rap_data/models if
     missing) or a folder; work holds the MLflow record of a training."""

@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import QWEN2_VL_2B_TEXT, QWEN2_VL_2B_VISION, easy_vqa_samples, machine, table
+from common import (QWEN2_VL_2B_TEXT, QWEN2_VL_2B_VISION, easy_vqa_samples, machine,
+                    synchronize, table)
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,12 +56,6 @@ def shapes(name: str) -> tuple[dict, dict, str, dict]:
         from gpu_check import SMALL_TEXT
         return {**SMALL_TEXT, "vocab_size": 151936}, {}, "float32", {}
     return QWEN2_VL_2B_TEXT, QWEN2_VL_2B_VISION, "bfloat16", {}
-
-
-def synchronize(device: str) -> None:
-    import torch
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def hf_sampler_generate(engine, batch, with_images: bool, rollout):

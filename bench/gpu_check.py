@@ -36,7 +36,7 @@ import time
 import traceback
 from pathlib import Path
 
-from common import easy_vqa_samples, machine, table
+from common import easy_vqa_samples, machine, synchronize, table
 
 # Qwen2.5-VL-7B-Instruct's published shapes (its config.json)
 QWEN25_VL_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
@@ -396,12 +396,6 @@ def memory_bound_tokens_s(model, rows: int, new_tokens: float, bandwidth: float)
     prompt = 100  # easy-VQA's prompts with their image, about
     kv = rows * (prompt + new_tokens / 2) * kv_per_token
     return rows * bandwidth / (weights + kv)
-
-
-def synchronize(device: str) -> None:
-    import torch
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 if __name__ == "__main__":

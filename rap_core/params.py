@@ -87,6 +87,11 @@ class RolloutSettings(BaseModel):
     max_new_tokens: int = Field(64, ge=1, description="Response length cap in tokens")
     seed: int = Field(0, description="Sampling seed (each rollout has its own stream)")
 
+    @property
+    def rows_per_prompt(self) -> int:
+        """Sequences one prompt generates: M, or one at temperature 0 (greedy, repeated)."""
+        return self.m if self.temperature else 1
+
     def key(self, engine: str = "transformers") -> str:
         """The rollout settings key; a serving engine's kind is part of it (its samples
         differ from transformers' at the same seed), the transformers engine's is not."""
@@ -162,14 +167,13 @@ class RapParams(BaseModel):
     def _auto_or_positive(cls, value):
         if value == "auto":
             return value
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            number = None
-        if isinstance(value, bool) or number is None or number != value and str(number) != \
-                str(value).strip() or number < 1:
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value)
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError("must be auto or a whole number of samples >= 1")
-        return number
+        return value
 
     @field_validator("method")
     @classmethod

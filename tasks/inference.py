@@ -65,7 +65,7 @@ def _rollouts(stage, shard, model, spec, rollout, batch_size, fact_key, report) 
     engine = _engine(model, spec)
     result = infer_rollouts(engine, shard, stage, rollout, _batch(engine, batch_size),
                             model.model_key, fact_key, _Progress(stage, report))
-    _log_auto(stage, batch_size, result, rollout.m if rollout.temperature else 1)
+    _log_auto(stage, batch_size, result, rollout.rows_per_prompt)
     if getattr(engine, "stats", None):  # a server: requests, retries, whose token ids
         get_run_logger().info("%s: engine %s so far: %s", stage, spec.engine, ", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in engine.stats.items()))

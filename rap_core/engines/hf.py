@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import functools
 import os
 import platform
 from collections import Counter
@@ -29,9 +30,7 @@ def _load_images(paths: tuple[str, ...], max_pixels: int | None = None):
     return [load_rgb(p, max_pixels) for p in paths]
 
 
-_HEAP_SET = []
-
-
+@functools.cache
 def keep_large_blocks_on_heap() -> bool:
     """On a CPU under glibc, every block above 32 MB is mapped afresh and unmapped on free,
     so each decode step pays page faults for the (rows, vocabulary) logits and the tensors
@@ -39,8 +38,6 @@ def keep_large_blocks_on_heap() -> bool:
     blocks from the heap, and trimming it only above 1 GiB free, makes them reuse memory.
     Once per process; left alone where MALLOC_* variables are set (the user's choice, or a
     benchmark measuring peak memory). Returns whether it is in effect."""
-    if _HEAP_SET:
-        return _HEAP_SET[0]
     done = False
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and not any(
             k.startswith("MALLOC_") for k in os.environ):
@@ -51,7 +48,6 @@ def keep_large_blocks_on_heap() -> bool:
                 libc.mallopt(m_trim_threshold, 2**30))
         except (OSError, AttributeError):
             done = False
-    _HEAP_SET.append(done)
     return done
 
 
@@ -104,10 +100,13 @@ class HFEngine:
                                           getattr(cfg, "vision_start_token_id", None),
                                           getattr(cfg, "vision_end_token_id", None)) if t is not None]
 
-    def _encode(self, items: list[PromptItem], with_images: bool):
-        prompts = [self.processor.apply_chat_template(
+    def _prompt_texts(self, items: list[PromptItem], with_images: bool) -> list[str]:
+        return [self.processor.apply_chat_template(
             it.messages(with_images, self.system_prompt), add_generation_prompt=True,
             tokenize=False) for it in items]
+
+    def _encode(self, items: list[PromptItem], with_images: bool):
+        prompts = self._prompt_texts(items, with_images)
         images = ([im for it in items for im in _load_images(it.image_paths, self.max_pixels)]
                   if with_images else None)
         inputs = self.processor(text=prompts, images=images or None, padding=True,
@@ -142,9 +141,7 @@ class HFEngine:
     def _prompt_token_counts(self, items: list[PromptItem], with_images: bool) -> list[int]:
         """Each prompt's tokens without processing its images: the template's text, and
         per image the tokens the image processor makes of its size (read from the header)."""
-        texts = [self.processor.apply_chat_template(
-            it.messages(with_images, self.system_prompt), add_generation_prompt=True,
-            tokenize=False) for it in items]
+        texts = self._prompt_texts(items, with_images)
         counts = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
         if not with_images:
             return counts

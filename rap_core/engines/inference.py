@@ -88,9 +88,8 @@ def infer_rollouts(engine: Engine, shard: pl.DataFrame, stage: str, rollout: Rol
     """M graded responses per sample under one condition ('text_only' or 'multimodal')."""
     condition, with_images = CONDITIONS[stage]
     items = _items(shard)
-    rows = rollout.m if rollout.temperature else 1
-    batch_size = resolve_batch_size(engine, items, batch_size, with_images, rows,
-                                    rollout.max_new_tokens)
+    batch_size = resolve_batch_size(engine, items, batch_size, with_images,
+                                    rollout.rows_per_prompt, rollout.max_new_tokens)
     start = time.perf_counter()
     results = run_bucketed(items, with_images, batch_size,
                            lambda batch: engine.generate(batch, with_images, rollout),

@@ -167,14 +167,14 @@ def sample_rows(scores: torch.Tensor, seeds: torch.Tensor, step: int, temperatur
 
 def _nucleus_without_sync(weights, sums, total, chosen, seeds, step: int, top_p: float,
                           space: Workspace) -> torch.Tensor:
-    """The rejection rounds as whole-batch tensor operations, a fixed number of them."""
-    for attempt in range(1, SYNC_FREE_DRAWS + 1):
+    """The rejection rounds as whole-batch tensor operations, a fixed number of them: a
+    redraw where the last draw lies outside, then a count of those still outside."""
+    for attempt in range(1, SYNC_FREE_DRAWS):
         outside = _mass_above(weights, chosen, space) >= top_p * total
-        if attempt == SYNC_FREE_DRAWS:
-            space.tail_draws = space.tail_draws + outside.sum()
-            return chosen
         redraw = inverse_cdf(weights, sums, counter_uniforms(seeds, step, attempt))
         chosen = torch.where(outside, redraw, chosen)
+    outside = _mass_above(weights, chosen, space) >= top_p * total
+    space.tail_draws = space.tail_draws + outside.sum()
     return chosen
 
 
